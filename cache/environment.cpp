@@ -1,0 +1,35 @@
+// The table of MLAJIT_* variables and the one function that reads them.
+#include "cache/environment.hpp"
+
+#include <cstdlib>
+
+#include "codegen/error.hpp"
+
+namespace mlajit {
+
+namespace {
+constexpr EnvironmentVariable k_variables[] = {
+    {"MLAJIT_CACHE_DIR", "root of the on-disk kernel cache (default $XDG_CACHE_HOME/mlajit or ~/.cache/mlajit)"},
+    {"MLAJIT_DISABLE_CACHE", "1: never read or write the disk cache (compile in memory only)"},
+    {"MLAJIT_CUDA_LIBRARY", "path of libcuda.so to load instead of libcuda.so.1"},
+    {"MLAJIT_NVRTC_LIBRARY", "path of libnvrtc.so to load instead of the search list"},
+    {"MLAJIT_HIP_LIBRARY", "path of libamdhip64.so to load instead of the search list"},
+    {"MLAJIT_HIPRTC_LIBRARY", "path of the hipRTC library when it is separate from libamdhip64"},
+    {"MLAJIT_LOG", "1: print compile and cache events to stderr"},
+};
+}  // namespace
+
+std::span<const EnvironmentVariable> environment_variables() { return k_variables; }
+
+std::optional<std::string> read_environment(std::string_view name) {
+  for (const EnvironmentVariable& v : k_variables) {
+    if (v.name == name) {
+      const char* value = std::getenv(std::string(name).c_str());
+      if (value == nullptr || *value == '\0') return std::nullopt;
+      return std::string(value);
+    }
+  }
+  throw Error(ErrorCode::internal, "undocumented environment variable " + std::string(name));
+}
+
+}  // namespace mlajit

@@ -1,0 +1,113 @@
+// Renders the decode stub for one (Spec, TileConfig, Target) and lists the headers it needs.
+#include "codegen/generator.hpp"
+
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "codegen/render.hpp"
+#include "templates/embedded.hpp"
+
+namespace mlajit {
+
+namespace {
+
+constexpr std::string_view k_stub_template = "decode/stub.cu.in";
+constexpr int k_combine_threads = 128;
+
+std::string_view kernel_type(DType t) { return dtype_name(t); }
+
+}  // namespace
+
+std::string Source::template_digest() const {
+  std::string digest = fmt::format("{}={}", k_stub_template, templates::file(k_stub_template).sha256);
+  for (const SourceHeader& h : headers) digest += fmt::format(";{}={}", h.include_name, h.sha256);
+  return digest;
+}
+
+Source generate(const Spec& spec_in, const TileConfig& tile, const Target& target) {
+  validate(spec_in);
+  validate(tile, spec_in, target);
+  const Spec spec = canonical(spec_in);
+
+  Source source;
+  source.kernel_name = kernel_base_name(spec, tile);
+  source.stage1_entry = "mla_decode_stage1";
+  source.combine_entry = "mla_decode_combine";
+  source.stage1_threads = tile.warps * target.warp_size();
+  source.stage1_shared_bytes = portable_decode_shared_bytes(spec, tile);
+  source.combine_threads = k_combine_threads;
+
+  const std::string platform = target.backend == Backend::cuda ? "nvidia" : "amd";
+  for (std::string path : {"platform/" + platform + ".cuh", std::string("decode/params.cuh"),
+                           std::string("decode/numeric.cuh"), std::string("decode/portable.cuh"),
+                           std::string("decode/combine.cuh")}) {
+    const templates::TemplateFile& f = templates::file(path);
+    source.headers.push_back(SourceHeader{path, f.text, f.sha256});
+  }
+
+  const std::map<std::string, std::string> values = {
+      {"generator_version", std::to_string(kGeneratorVersion)},
+      {"kernel_name", source.kernel_name},
+      {"spec_json", to_json(spec).dump()},
+      {"tile_json", kernel_json(tile).dump()},
+      {"platform", platform},
+      {"q_type", std::string(kernel_type(spec.q_dtype))},
+      {"kv_type", std::string(kernel_type(spec.kv_dtype))},
+      {"out_type", std::string(kernel_type(spec.out_dtype))},
+      {"heads", std::to_string(spec.heads)},
+      {"kv_lora_rank", std::to_string(spec.kv_lora_rank)},
+      {"rope_dim", std::to_string(spec.rope_dim)},
+      {"page_size", std::to_string(spec.page_size)},
+      {"causal", spec.causal ? "true" : "false"},
+      {"logit_cap", fmt::format("{:.9g}", spec.logit_cap)},
+      {"write_lse", spec.return_lse ? "true" : "false"},
+      {"heads_per_cta", std::to_string(tile.heads_per_cta)},
+      {"tokens_per_tile", std::to_string(tile.tokens_per_tile)},
+      {"warps", std::to_string(tile.warps)},
+      {"threads", std::to_string(source.stage1_threads)},
+      {"combine_threads", std::to_string(source.combine_threads)},
+      {"stage1_entry", source.stage1_entry},
+      {"combine_entry", source.combine_entry},
+  };
+  source.text = render(templates::file(k_stub_template).text, values, k_stub_template);
+  return source;
+}
+
+namespace {
+
+// Inlines known headers in place of their #include lines, each once (as #pragma once would).
+void flatten_into(std::string_view text, const Source& source, std::set<std::string>& seen,
+                  std::string& out) {
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = text.substr(pos, end - pos);
+    const SourceHeader* header = nullptr;
+    for (const SourceHeader& h : source.headers) {
+      if (line == "#include \"" + h.include_name + "\"") header = &h;
+    }
+    if (header == nullptr) {
+      out.append(line);
+      out += '\n';
+    } else if (seen.insert(header->include_name).second) {
+      out += "// ---- begin " + header->include_name + " ----\n";
+      flatten_into(header->text, source, seen, out);
+      out += "// ---- end " + header->include_name + " ----\n";
+    }
+    pos = end + 1;
+  }
+}
+
+}  // namespace
+
+std::string flatten(const Source& source) {
+  std::string out;
+  std::set<std::string> seen;
+  flatten_into(source.text, source, seen, out);
+  return out;
+}
+
+}  // namespace mlajit

@@ -1,0 +1,43 @@
+// The generator: (Spec, TileConfig, Target) -> Source. Pure: no I/O, no globals.
+// Kernel bodies live in templates/ as real headers; only a small parameter stub is rendered.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "codegen/spec.hpp"
+#include "codegen/target.hpp"
+
+namespace mlajit {
+
+// Bumped whenever generated code changes in a way the template hashes would not show.
+inline constexpr int kGeneratorVersion = 1;
+
+struct SourceHeader {
+  std::string include_name;  // as written in #include "..."
+  std::string_view text;     // embedded template text
+  std::string_view sha256;
+};
+
+struct Source {
+  std::string kernel_name;          // readable, e.g. mla_decode_q-bf16_kv-bf16_..._w8
+  std::string text;                 // the rendered stub: the translation unit handed to the compiler
+  std::vector<SourceHeader> headers;// templates the stub includes, given to the compiler in memory
+  std::string stage1_entry;         // extern "C" names of the kernels in the code object
+  std::string combine_entry;
+  int stage1_threads = 0;
+  int stage1_shared_bytes = 0;      // dynamic shared memory of stage 1
+  int combine_threads = 0;
+
+  // "path=sha256;..." over the stub template and every header: part of the kernel key.
+  std::string template_digest() const;
+};
+
+// Validates all three inputs (invalid_argument naming the field) and renders the stub.
+Source generate(const Spec& spec, const TileConfig& tile, const Target& target);
+
+// The full text a person would read: headers inlined in place of their #include lines.
+std::string flatten(const Source& source);
+
+}  // namespace mlajit

@@ -1,0 +1,215 @@
+// Validation, canonical JSON and names for Spec and TileConfig.
+#include "codegen/spec.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "codegen/error.hpp"
+
+namespace mlajit {
+
+std::string_view op_name(Op op) {
+  switch (op) {
+    case Op::decode: return "decode";
+  }
+  return "?";
+}
+
+Op parse_op(std::string_view text, std::string_view argument) {
+  if (text == "decode") return Op::decode;
+  throw_invalid(std::string(argument), "one of: decode", "'" + std::string(text) + "'");
+}
+
+namespace {
+
+bool is_power_of_two(int v) { return v > 0 && (v & (v - 1)) == 0; }
+
+void require_range(const char* name, long long value, long long lo, long long hi) {
+  if (value < lo || value > hi) {
+    throw_invalid(name, fmt::format("must be in [{}, {}]", lo, hi), std::to_string(value));
+  }
+}
+
+void require_multiple(const char* name, int value, int step) {
+  if (value % step != 0) {
+    throw_invalid(name, fmt::format("must be a multiple of {}", step), std::to_string(value));
+  }
+}
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+void validate(const Spec& spec) {
+  require_range("heads", spec.heads, 1, 256);
+  require_range("kv_lora_rank", spec.kv_lora_rank, 16, 1024);
+  require_multiple("kv_lora_rank", spec.kv_lora_rank, 16);
+  require_range("rope_dim", spec.rope_dim, 0, 256);
+  require_multiple("rope_dim", spec.rope_dim, 16);
+  if (!is_power_of_two(spec.page_size) || spec.page_size > 256) {
+    throw_invalid("page_size", "must be a power of two in [1, 256]", std::to_string(spec.page_size));
+  }
+  require_range("s_q", spec.s_q, 1, 8);
+  if (!std::isfinite(spec.logit_cap) || spec.logit_cap < 0.0f) {
+    throw_invalid("logit_cap", "must be finite and >= 0 (0 turns the soft-cap off)",
+                  fmt::format("{}", spec.logit_cap));
+  }
+  if (spec.q_dtype == DType::fp32) throw_invalid("q_dtype", "must be bf16, fp16 or fp8_e4m3", "fp32");
+  if (spec.kv_dtype == DType::fp32) throw_invalid("kv_dtype", "must be bf16, fp16 or fp8_e4m3", "fp32");
+  if (spec.out_dtype == DType::fp8_e4m3) {
+    throw_invalid("out_dtype", "must be bf16, fp16 or fp32", "fp8_e4m3");
+  }
+}
+
+int portable_decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
+  const int rows = tile.heads_per_cta;
+  const int q_bytes = rows * spec.qk_dim() * 4;  // q staged as pre-scaled fp32
+  const int kv_bytes = tile.tokens_per_tile * spec.qk_dim() * int(dtype_size(spec.kv_dtype));
+  const int score_bytes = rows * tile.tokens_per_tile * 4;
+  const int row_state_bytes = rows * 3 * 4;  // running max, running sum, rescale factor
+  return q_bytes + kv_bytes + score_bytes + row_state_bytes;
+}
+
+void validate(const TileConfig& tile, const Spec& spec, const Target& target) {
+  require_range("heads_per_cta", tile.heads_per_cta, 1, 64);
+  const int t = tile.tokens_per_tile;
+  if (t != 8 && t != 16 && t != 32 && t != 64) {
+    throw_invalid("tokens_per_tile", "must be one of 8, 16, 32, 64", std::to_string(t));
+  }
+  if (!is_power_of_two(tile.warps) || tile.warps > 16) {
+    throw_invalid("warps", "must be a power of two in [1, 16]", std::to_string(tile.warps));
+  }
+  const int threads = tile.warps * target.warp_size();
+  if (threads > 1024) {
+    throw_invalid("warps", fmt::format("warps x {} lanes must be <= 1024 threads on {}",
+                                       target.warp_size(), target.arch),
+                  std::to_string(tile.warps));
+  }
+  if (tile.stages != 1) {
+    throw_invalid("stages", "the portable decode kernel supports 1 stage", std::to_string(tile.stages));
+  }
+  require_range("num_splits", tile.num_splits, 0, 4096);
+  const int accumulators = tile.heads_per_cta * ceil_div(spec.v_dim(), threads);
+  if (accumulators > 128) {
+    throw_invalid("heads_per_cta",
+                  fmt::format("heads_per_cta x ceil(kv_lora_rank / threads) must be <= 128 "
+                              "accumulators per thread (kv_lora_rank {}, {} threads)",
+                              spec.v_dim(), threads),
+                  std::to_string(tile.heads_per_cta));
+  }
+  const int shared = portable_decode_shared_bytes(spec, tile);
+  if (shared > target.max_shared_bytes()) {
+    throw_invalid("tokens_per_tile",
+                  fmt::format("tile needs {} B of shared memory, {} allows {} B; lower "
+                              "heads_per_cta or tokens_per_tile",
+                              shared, target.arch, target.max_shared_bytes()),
+                  std::to_string(t));
+  }
+}
+
+Spec canonical(Spec spec) {
+  if (spec.s_q == 1) spec.causal = true;  // the mask is a no-op for one query token
+  return spec;
+}
+
+nlohmann::json to_json(const Spec& s) {
+  const Spec spec = canonical(s);
+  return nlohmann::json{{"op", op_name(spec.op)},
+                        {"q_dtype", dtype_name(spec.q_dtype)},
+                        {"kv_dtype", dtype_name(spec.kv_dtype)},
+                        {"out_dtype", dtype_name(spec.out_dtype)},
+                        {"heads", spec.heads},
+                        {"kv_lora_rank", spec.kv_lora_rank},
+                        {"rope_dim", spec.rope_dim},
+                        {"page_size", spec.page_size},
+                        {"s_q", spec.s_q},
+                        {"causal", spec.causal},
+                        {"logit_cap", spec.logit_cap},
+                        {"return_lse", spec.return_lse}};
+}
+
+nlohmann::json kernel_json(const TileConfig& tile) {
+  return nlohmann::json{{"heads_per_cta", tile.heads_per_cta},
+                        {"tokens_per_tile", tile.tokens_per_tile},
+                        {"warps", tile.warps},
+                        {"stages", tile.stages}};
+}
+
+nlohmann::json to_json(const TileConfig& tile) {
+  nlohmann::json j = kernel_json(tile);
+  j["num_splits"] = tile.num_splits;
+  return j;
+}
+
+namespace {
+
+template <class T>
+void read_field(const nlohmann::json& j, const char* key, T& out) {
+  auto it = j.find(key);
+  if (it == j.end()) return;
+  try {
+    out = it->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw_invalid(key, "has the wrong JSON type", it->dump());
+  }
+}
+
+void reject_unknown_keys(const nlohmann::json& j, const nlohmann::json& known, const char* what) {
+  if (!j.is_object()) throw_invalid(what, "must be a JSON object", j.dump());
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (!known.contains(it.key())) {
+      throw_invalid(what, fmt::format("unknown key '{}'; known keys: {}", it.key(), known.dump()),
+                    j.dump());
+    }
+  }
+}
+
+}  // namespace
+
+Spec spec_from_json(const nlohmann::json& j) {
+  nlohmann::json known = to_json(Spec{});
+  reject_unknown_keys(j, known, "spec");
+  Spec spec;
+  std::string text;
+  if (j.contains("op")) { read_field(j, "op", text); spec.op = parse_op(text); }
+  if (j.contains("q_dtype")) { read_field(j, "q_dtype", text); spec.q_dtype = parse_dtype(text, "q_dtype"); }
+  if (j.contains("kv_dtype")) { read_field(j, "kv_dtype", text); spec.kv_dtype = parse_dtype(text, "kv_dtype"); }
+  if (j.contains("out_dtype")) { read_field(j, "out_dtype", text); spec.out_dtype = parse_dtype(text, "out_dtype"); }
+  read_field(j, "heads", spec.heads);
+  read_field(j, "kv_lora_rank", spec.kv_lora_rank);
+  read_field(j, "rope_dim", spec.rope_dim);
+  read_field(j, "page_size", spec.page_size);
+  read_field(j, "s_q", spec.s_q);
+  read_field(j, "causal", spec.causal);
+  read_field(j, "logit_cap", spec.logit_cap);
+  read_field(j, "return_lse", spec.return_lse);
+  return spec;
+}
+
+TileConfig tile_from_json(const nlohmann::json& j) {
+  reject_unknown_keys(j, to_json(TileConfig{}), "tile");
+  TileConfig tile;
+  read_field(j, "heads_per_cta", tile.heads_per_cta);
+  read_field(j, "tokens_per_tile", tile.tokens_per_tile);
+  read_field(j, "warps", tile.warps);
+  read_field(j, "stages", tile.stages);
+  read_field(j, "num_splits", tile.num_splits);
+  return tile;
+}
+
+std::string kernel_base_name(const Spec& s, const TileConfig& tile) {
+  const Spec spec = canonical(s);
+  std::string name = fmt::format("mla_{}_q-{}_kv-{}_o-{}_h{}_sq{}{}_ps{}_d{}-{}", op_name(spec.op),
+                                 dtype_name(spec.q_dtype), dtype_name(spec.kv_dtype),
+                                 dtype_name(spec.out_dtype), spec.heads, spec.s_q,
+                                 spec.causal ? "" : "nc", spec.page_size, spec.kv_lora_rank,
+                                 spec.rope_dim);
+  if (spec.logit_cap > 0.0f) name += fmt::format("_cap{}", spec.logit_cap);
+  if (spec.return_lse) name += "_lse";
+  name += fmt::format("_hc{}_bn{}_w{}", tile.heads_per_cta, tile.tokens_per_tile, tile.warps);
+  return name;
+}
+
+}  // namespace mlajit

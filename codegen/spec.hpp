@@ -1,0 +1,75 @@
+// Spec (the problem a kernel solves) and TileConfig (the knobs that shape it), with validation
+// that names the argument and the constraint, and canonical JSON used for keys.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "codegen/dtype.hpp"
+#include "codegen/target.hpp"
+
+namespace mlajit {
+
+// Kernel families of DESIGN.md; only decode is generated so far.
+enum class Op { decode };
+
+std::string_view op_name(Op op);
+Op parse_op(std::string_view text, std::string_view argument = "op");
+
+// Absorbed MLA decode: q [total_q, heads, kv_lora_rank + rope_dim] against a paged latent cache
+// [pages, page_size, 1, kv_lora_rank + rope_dim]; out [total_q, heads, kv_lora_rank].
+struct Spec {
+  Op op = Op::decode;
+  DType q_dtype = DType::bf16;
+  DType kv_dtype = DType::bf16;
+  DType out_dtype = DType::bf16;
+  int heads = 16;            // query heads (one latent KV head)
+  int kv_lora_rank = 512;    // latent width = V width
+  int rope_dim = 64;         // rope part of q / cached rows
+  int page_size = 1;         // tokens per page, power of two 1..256
+  int s_q = 1;               // max query tokens per request (1 = decode, >1 = MTP / verify)
+  bool causal = true;        // bottom-right aligned mask across the s_q tokens
+  float logit_cap = 0.0f;    // cap * tanh(s / cap) on scaled logits; 0 = off
+  bool return_lse = false;   // also write the natural-log LSE [total_q, heads] (fp32)
+
+  int qk_dim() const { return kv_lora_rank + rope_dim; }
+  int v_dim() const { return kv_lora_rank; }
+  bool operator==(const Spec&) const = default;
+};
+
+// Shape of the generated kernel plus the split count used at launch.
+struct TileConfig {
+  int heads_per_cta = 16;    // query rows (token x head pairs) one CTA owns
+  int tokens_per_tile = 32;  // KV tokens staged in shared memory per step
+  int warps = 8;             // warps (wavefronts on AMD) per CTA
+  int stages = 1;            // shared-memory pipeline depth
+  // Launch parameter, not a kernel shape: one code object serves every split count, so it is
+  // left out of the kernel key (see kernel_json). 0 = let tuning choose.
+  int num_splits = 0;
+
+  bool operator==(const TileConfig&) const = default;
+};
+
+// Throws invalid_argument naming the field and its constraint.
+void validate(const Spec& spec);
+// Checks the config against the spec and what the target's hardware allows.
+void validate(const TileConfig& tile, const Spec& spec, const Target& target);
+
+// Shared memory the portable decode kernel needs for this shape, in bytes.
+int portable_decode_shared_bytes(const Spec& spec, const TileConfig& tile);
+
+// Canonical forms: equal problems give byte-identical JSON (sorted keys, normalised fields).
+Spec canonical(Spec spec);
+nlohmann::json to_json(const Spec& spec);
+nlohmann::json to_json(const TileConfig& tile);
+// The fields that shape the code object (everything but num_splits).
+nlohmann::json kernel_json(const TileConfig& tile);
+// Parses JSON written by to_json (unknown keys are an error); missing keys take defaults.
+Spec spec_from_json(const nlohmann::json& j);
+TileConfig tile_from_json(const nlohmann::json& j);
+
+// Readable kernel name, e.g. "mla_decode_q-bf16_kv-bf16_h16_sq1_ps64_hc16_bn32_w8".
+std::string kernel_base_name(const Spec& spec, const TileConfig& tile);
+
+}  // namespace mlajit

@@ -1,0 +1,39 @@
+// Backend registry and DeviceBuffer.
+#include "runtime/backend.hpp"
+
+#include "runtime/cuda/cuda_backend.hpp"
+#include "runtime/hip/hip_backend.hpp"
+
+namespace mlajit::runtime {
+
+Backend& backend(mlajit::Backend kind) {
+  if (kind == mlajit::Backend::cuda) return cuda::instance();
+  return hip::instance();
+}
+
+DeviceBuffer::DeviceBuffer(Device& device, std::size_t bytes)
+    : device_(&device), pointer_(bytes ? device.allocate(bytes) : nullptr), bytes_(bytes) {}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (pointer_ != nullptr) device_->release(pointer_);
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : device_(other.device_), pointer_(other.pointer_), bytes_(other.bytes_) {
+  other.pointer_ = nullptr;
+  other.bytes_ = 0;
+}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (pointer_ != nullptr) device_->release(pointer_);
+    device_ = other.device_;
+    pointer_ = other.pointer_;
+    bytes_ = other.bytes_;
+    other.pointer_ = nullptr;
+    other.bytes_ = 0;
+  }
+  return *this;
+}
+
+}  // namespace mlajit::runtime

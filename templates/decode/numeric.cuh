@@ -1,0 +1,65 @@
+// Element types as seen by kernels: storage type plus conversions to and from fp32.
+// Built on the platform prelude's primitives only, so it is the same on every target.
+#pragma once
+
+namespace mlj {
+
+struct alignas(16) Vec16 {
+  unsigned int w[4];
+};
+
+struct bf16 {
+  using storage = unsigned short;
+  static MLJ_DEVICE float to_float(storage v) { return mlj_bits_to_float(((unsigned int)v) << 16); }
+  static MLJ_DEVICE storage from_float(float f) {
+    unsigned int u = mlj_float_to_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (storage)((u >> 16) | 0x40u);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);                                          // nearest even
+    return (storage)(u >> 16);
+  }
+};
+
+struct fp16 {
+  using storage = unsigned short;
+  static MLJ_DEVICE float to_float(storage v) { return mlj_half_to_float(v); }
+  static MLJ_DEVICE storage from_float(float f) { return mlj_float_to_half(f); }
+};
+
+// OCP e4m3 ("fn": no infinities, 0x7f / 0xff are NaN). Only read by kernels, never written.
+struct fp8_e4m3 {
+  using storage = unsigned char;
+  static MLJ_DEVICE float to_float(storage v) {
+    const unsigned int sign = ((unsigned int)(v & 0x80u)) << 24;
+    const unsigned int exponent = (v >> 3) & 0xfu;
+    const unsigned int mantissa = v & 0x7u;
+    if (exponent == 0u) {  // subnormal: mantissa * 2^-9
+      return mlj_bits_to_float(sign | mlj_float_to_bits((float)mantissa * 0.001953125f));
+    }
+    if (exponent == 0xfu && mantissa == 0x7u) return mlj_bits_to_float(0x7fc00000u);
+    return mlj_bits_to_float(sign | ((exponent + 120u) << 23) | (mantissa << 20));
+  }
+};
+
+struct fp32 {
+  using storage = float;
+  static MLJ_DEVICE float to_float(storage v) { return v; }
+  static MLJ_DEVICE storage from_float(float f) { return f; }
+};
+
+MLJ_DEVICE int ceil_div(int a, int b) { return (a + b - 1) / b; }
+MLJ_DEVICE int min_int(int a, int b) { return a < b ? a : b; }
+MLJ_DEVICE int max_int(int a, int b) { return a > b ? a : b; }
+
+MLJ_DEVICE float warp_sum(float v) {
+#pragma unroll
+  for (int mask = MLJ_WARP_SIZE / 2; mask > 0; mask >>= 1) v += mlj_shfl_xor(v, mask);
+  return v;
+}
+
+MLJ_DEVICE float warp_max(float v) {
+#pragma unroll
+  for (int mask = MLJ_WARP_SIZE / 2; mask > 0; mask >>= 1) v = fmaxf(v, mlj_shfl_xor(v, mask));
+  return v;
+}
+
+}  // namespace mlj

@@ -1,0 +1,33 @@
+// Kernel parameter blocks for the decode family. Plain C layout, included both by generated
+// kernels and by host code (runtime/), so the two can never disagree about the layout.
+#pragma once
+
+struct MljDecodeParams {
+  const void* q;                 // [total_q, heads, qk_dim], rows of one token contiguous
+  const void* kv;                // pages of [page_size, qk_dim]; V = first v_dim columns
+  void* out;                     // [total_q, heads, v_dim]: written when num_splits == 1
+  float* lse;                    // [total_q, heads] natural-log LSE (when the spec asks for it)
+  float* partial_out;            // [num_splits, total_q, heads, v_dim]: when num_splits > 1
+  float* partial_lse;            // [num_splits, total_q, heads]
+  const int* qo_indptr;          // [batch + 1] query tokens per request (cumulative)
+  const int* kv_indptr;          // [batch + 1] entries of kv_indices per request (cumulative)
+  const int* kv_indices;         // page ids into kv
+  const int* kv_last_page_lens;  // [batch] tokens used in each request's last page
+  long long q_token_stride;      // elements between consecutive query tokens
+  long long kv_page_stride;      // elements between consecutive pages
+  int batch;
+  int total_q;
+  int num_splits;
+  float sm_scale;
+  float q_scale;                 // dequant scale of an fp8 q (1 otherwise)
+  float kv_scale;                // dequant scale of an fp8 kv cache (1 otherwise)
+};
+
+struct MljCombineParams {
+  const float* partial_out;      // [num_splits, total_q, heads, v_dim]
+  const float* partial_lse;      // [num_splits, total_q, heads]
+  void* out;                     // [total_q, heads, v_dim]
+  float* lse;                    // [total_q, heads] or null
+  int total_q;
+  int num_splits;
+};

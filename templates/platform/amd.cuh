@@ -1,0 +1,24 @@
+// AMD prelude (hipRTC, gfx90a / gfx942 / gfx950): the only place kernels learn they run on HIP.
+#pragma once
+
+#define MLJ_DEVICE __device__ __forceinline__
+#define MLJ_GLOBAL extern "C" __global__
+#define MLJ_WARP_SIZE 64
+
+MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
+  extern __shared__ __attribute__((aligned(16))) unsigned char mlj_shared_bytes[];
+  return mlj_shared_bytes;
+}
+MLJ_DEVICE void mlj_barrier() { __syncthreads(); }
+MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) { return __shfl_xor(v, lane_mask); }
+MLJ_DEVICE float mlj_neg_inf() { return -__builtin_inff(); }
+MLJ_DEVICE float mlj_bits_to_float(unsigned int bits) { return __builtin_bit_cast(float, bits); }
+MLJ_DEVICE unsigned int mlj_float_to_bits(float v) { return __builtin_bit_cast(unsigned int, v); }
+MLJ_DEVICE float mlj_exp2(float x) { return exp2f(x); }
+MLJ_DEVICE float mlj_log2(float x) { return log2f(x); }
+MLJ_DEVICE float mlj_tanh(float x) { return tanhf(x); }
+
+MLJ_DEVICE float mlj_half_to_float(unsigned short h) { return float(__builtin_bit_cast(_Float16, h)); }
+MLJ_DEVICE unsigned short mlj_float_to_half(float f) {
+  return __builtin_bit_cast(unsigned short, static_cast<_Float16>(f));
+}
