@@ -3,6 +3,7 @@
 // object is bytes plus a JSON manifest.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -75,8 +76,20 @@ class DiskStore {
   // store as it was.
   Entry get_or_create(const KernelKey& key, const std::function<Entry()>& compile, Outcome* outcome) const;
 
+  // How long get_or_create waits on a key's lock held by someone else: after `report_after` it
+  // says once on stderr who holds it; after `give_up_after` it throws Error(cache_error).
+  // Defaults 10 s and 600 s; tests shorten them.
+  void set_lock_timeouts(std::chrono::milliseconds report_after, std::chrono::milliseconds give_up_after);
+
+  // <root>/v1/locks/<hash>.lock: the key's lock file (never deleted; see kernel_cache.cpp).
+  std::filesystem::path lock_path(const KernelKey& key) const;
+  // <root>/v1/quarantine: where damaged entries are moved.
+  std::filesystem::path quarantine_dir() const;
+
  private:
   std::filesystem::path root_;
+  std::chrono::milliseconds lock_report_after_{std::chrono::seconds(10)};
+  std::chrono::milliseconds lock_give_up_after_{std::chrono::seconds(600)};
 };
 
 }  // namespace mlajit::cache

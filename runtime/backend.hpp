@@ -99,6 +99,8 @@ class Backend {
   virtual CompilerInfo compiler_info() = 0;
   // Compiles for target.arch without needing a device. Throws Error(compile_failed) with the log.
   virtual CodeObject compile(const Source& source, const Target& target) = 0;
+  // The options compile() passes to the compiler for `target` (they enter the kernel key).
+  virtual std::vector<std::string> compile_options(const Target& target) const { (void)target; return {}; }
   // 0 when the driver is missing or sees no device (never throws for that).
   virtual int device_count() = 0;
   // Why device_count() is 0, for `mlajit info` ("libcuda.so.1 not found", ...); empty otherwise.

@@ -1,0 +1,91 @@
+/* mlajit C ABI: JIT-compiled MLA (multi-head latent attention) decode kernels.
+ * Every function returns an mlajit_status; on failure mlajit_last_error() gives a readable
+ * message (thread-local) naming the argument and the constraint, and nothing was launched. */
+#ifndef MLAJIT_MLAJIT_H
+#define MLAJIT_MLAJIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum mlajit_status {
+  MLAJIT_OK = 0,
+  MLAJIT_ERROR_INVALID_ARGUMENT = 1,
+  MLAJIT_ERROR_UNSUPPORTED = 2,
+  MLAJIT_ERROR_COMPILE_FAILED = 3,
+  MLAJIT_ERROR_BACKEND_UNAVAILABLE = 4,
+  MLAJIT_ERROR_DEVICE = 5,
+  MLAJIT_ERROR_CACHE = 6,
+  MLAJIT_ERROR_INTERNAL = 7
+} mlajit_status;
+
+typedef enum mlajit_dtype {
+  MLAJIT_BF16 = 0,
+  MLAJIT_FP16 = 1,
+  MLAJIT_FP8_E4M3 = 2,
+  MLAJIT_FP32 = 3
+} mlajit_dtype;
+
+typedef enum mlajit_backend { MLAJIT_BACKEND_CUDA = 0, MLAJIT_BACKEND_HIP = 1 } mlajit_backend;
+
+typedef struct mlajit_context mlajit_context;
+
+/* Decode arguments: device pointers with AITER's layout and meaning (mla_decode_fwd).
+ * Initialise with mlajit_decode_args_init, then set what the call needs. */
+typedef struct mlajit_decode_args {
+  size_t struct_size;               /* sizeof(mlajit_decode_args), set by init */
+  const void* q;                    /* [total_q, num_heads, kv_lora_rank + rope_dim], contiguous */
+  mlajit_dtype q_dtype;
+  const void* kv_buffer;            /* [pages, page_size, 1, kv_lora_rank + rope_dim], 16-byte aligned */
+  mlajit_dtype kv_dtype;
+  int64_t kv_page_stride;           /* elements between pages; 0 = dense */
+  void* out;                        /* [total_q, num_heads, kv_lora_rank] */
+  mlajit_dtype out_dtype;
+  float* lse;                       /* [total_q, num_heads] fp32 natural-log LSE, or NULL */
+  const int32_t* qo_indptr;         /* [batch + 1] */
+  const int32_t* kv_indptr;         /* [batch + 1], entries of kv_indices */
+  const int32_t* kv_indices;        /* [num_kv_indices] page ids */
+  const int32_t* kv_last_page_lens; /* [batch], each in [1, page_size] */
+  int32_t batch;
+  int32_t total_q;
+  int32_t num_heads;
+  int32_t max_seqlen_q;
+  int32_t page_size;
+  int32_t kv_lora_rank;             /* default 512 */
+  int32_t rope_dim;                 /* default 64 */
+  int64_t num_kv_indices;           /* length of kv_indices */
+  float sm_scale;                   /* <= 0: 1/sqrt(kv_lora_rank + rope_dim) */
+  float logit_cap;                  /* 0 = off */
+  float q_scale;                    /* fp8 q dequant scale, default 1 */
+  float kv_scale;                   /* fp8 kv dequant scale, default 1 */
+  int32_t causal;                   /* default 1 */
+  int32_t num_kv_splits;            /* 0 = auto */
+  void* workspace;                  /* mlajit_decode_workspace_size bytes, or NULL when 0 */
+  size_t workspace_bytes;
+  void* stream;                     /* CUstream / hipStream_t; NULL = default stream */
+} mlajit_decode_args;
+
+const char* mlajit_version(void);
+const char* mlajit_status_string(mlajit_status status);
+/* The message of the calling thread's last failure ("" when none). */
+const char* mlajit_last_error(void);
+
+void mlajit_decode_args_init(mlajit_decode_args* args);
+
+mlajit_status mlajit_context_create(mlajit_backend backend, int device, mlajit_context** context);
+mlajit_status mlajit_context_destroy(mlajit_context* context);
+
+/* Bytes of workspace mlajit_decode needs for these arguments (0 when no split-K). */
+mlajit_status mlajit_decode_workspace_size(mlajit_context* context, const mlajit_decode_args* args,
+                                           size_t* bytes);
+/* Enqueues the decode on args->stream (compiling the kernel on first use). */
+mlajit_status mlajit_decode(mlajit_context* context, const mlajit_decode_args* args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MLAJIT_MLAJIT_H */

@@ -1,0 +1,158 @@
+// The float32 decode reference and the random problem builder.
+#include "reference/decode_reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "codegen/error.hpp"
+
+namespace mlajit::reference {
+
+DecodeProblem make_problem(const Spec& spec, const ProblemOptions& options) {
+  validate(spec);
+  DecodeProblem p;
+  p.spec = spec;
+  p.batch = int(options.kv_lens.size());
+  if (p.batch == 0) throw_invalid("kv_lens", "must name at least one request", "0 requests");
+  std::vector<int> q_lens = options.q_lens.empty() ? std::vector<int>(p.batch, spec.s_q) : options.q_lens;
+  if (int(q_lens.size()) != p.batch) throw_invalid("q_lens", "must have one entry per request", std::to_string(q_lens.size()));
+  std::mt19937_64 rng(options.seed);
+  const int ps = spec.page_size;
+  const int D = spec.qk_dim();
+
+  p.qo_indptr.assign(1, 0);
+  p.kv_indptr.assign(1, 0);
+  int total_pages_used = 0;
+  for (int b = 0; b < p.batch; ++b) {
+    if (q_lens[b] < 0 || q_lens[b] > spec.s_q) throw_invalid("q_lens", "each must be in [0, s_q]", std::to_string(q_lens[b]));
+    p.qo_indptr.push_back(p.qo_indptr.back() + q_lens[b]);
+    const int pages = (options.kv_lens[b] + ps - 1) / ps;
+    p.kv_indptr.push_back(p.kv_indptr.back() + pages);
+    p.kv_last_page_lens.push_back(pages == 0 ? 1 : options.kv_lens[b] - (pages - 1) * ps);
+    total_pages_used += pages;
+  }
+  p.kv_lens = options.kv_lens;
+  p.total_q = p.qo_indptr.back();
+  p.num_pages = total_pages_used + options.spare_pages;
+  p.kv_page_stride = (long long)ps * D;
+
+  // Shuffled, distinct page ids; padding entries point at real pages but must never be read.
+  std::vector<int> ids(p.num_pages);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  p.kv_indices.assign(ids.begin(), ids.begin() + total_pages_used);
+  std::uniform_int_distribution<int> any_page(0, std::max(0, p.num_pages - 1));
+  for (int i = 0; i < options.extra_indices; ++i) p.kv_indices.push_back(any_page(rng));
+
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const std::size_t q_elems = std::size_t(p.total_q) * spec.heads * D;
+  p.q.resize(q_elems * dtype_size(spec.q_dtype));
+  for (std::size_t i = 0; i < q_elems; ++i) store_element(p.q.data(), spec.q_dtype, i, normal(rng));
+  const std::size_t kv_elems = std::size_t(p.num_pages) * p.kv_page_stride;
+  p.kv.resize(kv_elems * dtype_size(spec.kv_dtype));
+  for (std::size_t i = 0; i < kv_elems; ++i) store_element(p.kv.data(), spec.kv_dtype, i, normal(rng));
+  // Poison the tail of every last page and the spare pages: a kernel that reads past a
+  // request's length produces NaN instead of a plausible number.
+  const float poison = std::numeric_limits<float>::quiet_NaN();
+  std::vector<bool> used(p.num_pages, false);
+  for (int b = 0; b < p.batch; ++b) {
+    for (int k = p.kv_indptr[b]; k < p.kv_indptr[b + 1]; ++k) used[p.kv_indices[k]] = true;
+    if (p.kv_indptr[b + 1] > p.kv_indptr[b]) {
+      const int last = p.kv_indices[p.kv_indptr[b + 1] - 1];
+      for (int row = p.kv_last_page_lens[b]; row < ps; ++row)
+        for (int d = 0; d < D; ++d) store_element(p.kv.data(), spec.kv_dtype, std::size_t(last) * p.kv_page_stride + std::size_t(row) * D + d, poison);
+    }
+  }
+  for (int page = 0; page < p.num_pages; ++page) {
+    if (used[page]) continue;
+    for (long long e = 0; e < p.kv_page_stride; ++e) store_element(p.kv.data(), spec.kv_dtype, std::size_t(page) * p.kv_page_stride + e, poison);
+  }
+  p.sm_scale = 1.0f / std::sqrt(float(D));
+  if (spec.q_dtype == DType::fp8_e4m3) p.q_scale = 0.5f;
+  if (spec.kv_dtype == DType::fp8_e4m3) p.kv_scale = 0.25f;
+  return p;
+}
+
+DecodeResult decode(const DecodeProblem& p) {
+  const Spec& s = p.spec;
+  const int H = s.heads, D = s.qk_dim(), Dv = s.v_dim(), ps = s.page_size;
+  const double q_scale = s.q_dtype == DType::fp8_e4m3 ? p.q_scale : 1.0;
+  const double kv_scale = s.kv_dtype == DType::fp8_e4m3 ? p.kv_scale : 1.0;
+  DecodeResult r;
+  r.out.assign(std::size_t(p.total_q) * H * Dv, 0.0f);
+  r.lse.assign(std::size_t(p.total_q) * H, -std::numeric_limits<float>::infinity());
+  std::vector<double> scores, acc(Dv);
+  for (int b = 0; b < p.batch; ++b) {
+    const int q_begin = p.qo_indptr[b], q_count = p.qo_indptr[b + 1] - q_begin;
+    const int pages = p.kv_indptr[b + 1] - p.kv_indptr[b];
+    const int L = pages > 0 ? (pages - 1) * ps + p.kv_last_page_lens[b] : 0;
+    auto key_offset = [&](int j) {
+      const int page = p.kv_indices[p.kv_indptr[b] + j / ps];
+      return std::size_t(page) * p.kv_page_stride + std::size_t(j % ps) * D;
+    };
+    for (int t = 0; t < q_count; ++t) {
+      const int visible = s.causal ? std::clamp(L - q_count + t + 1, 0, L) : L;
+      for (int h = 0; h < H; ++h) {
+        const std::size_t row = std::size_t(q_begin + t) * H + h;
+        if (visible == 0) continue;
+        scores.assign(visible, 0.0);
+        double m = -INFINITY;
+        for (int j = 0; j < visible; ++j) {
+          const std::size_t k = key_offset(j);
+          double dot = 0;
+          for (int d = 0; d < D; ++d) {
+            dot += double(load_element(p.q.data(), s.q_dtype, row * D + d)) *
+                   double(load_element(p.kv.data(), s.kv_dtype, k + d));
+          }
+          double logit = dot * p.sm_scale * q_scale * kv_scale;
+          if (s.logit_cap > 0) logit = s.logit_cap * std::tanh(logit / s.logit_cap);
+          scores[j] = logit;
+          m = std::max(m, logit);
+        }
+        double l = 0;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int j = 0; j < visible; ++j) {
+          const double w = std::exp(scores[j] - m);
+          l += w;
+          const std::size_t k = key_offset(j);
+          for (int c = 0; c < Dv; ++c) acc[c] += w * double(load_element(p.kv.data(), s.kv_dtype, k + c));
+        }
+        for (int c = 0; c < Dv; ++c) r.out[row * Dv + c] = float(acc[c] / l * kv_scale);
+        r.lse[row] = float(m + std::log(l));
+      }
+    }
+  }
+  return r;
+}
+
+Comparison compare(const DecodeResult& want, const std::vector<float>& got_out,
+                   const std::vector<float>* got_lse, double atol, double rtol) {
+  Comparison c;
+  for (std::size_t i = 0; i < want.out.size(); ++i) {
+    const double g = i < got_out.size() ? got_out[i] : NAN;
+    if (!std::isfinite(g)) {
+      ++c.non_finite_outputs;
+      ++c.mismatches;
+      continue;
+    }
+    const double err = std::fabs(g - want.out[i]);
+    c.max_abs_error = std::max(c.max_abs_error, err);
+    if (err > atol + rtol * std::fabs(want.out[i])) ++c.mismatches;
+  }
+  if (got_lse != nullptr) {
+    for (std::size_t i = 0; i < want.lse.size(); ++i) {
+      const float w = want.lse[i], g = i < got_lse->size() ? (*got_lse)[i] : NAN;
+      if (std::isinf(w) || std::isinf(g) || std::isnan(g)) {
+        if (!(std::isinf(w) && std::isinf(g) && w < 0 && g < 0)) c.lse_pattern_ok = false;
+        continue;
+      }
+      c.max_lse_error = std::max(c.max_lse_error, double(std::fabs(g - w)));
+    }
+  }
+  return c;
+}
+
+}  // namespace mlajit::reference

@@ -1,0 +1,211 @@
+// Engine: validation, planning and launch of decode calls.
+#include "runtime/engine.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "codegen/error.hpp"
+#include "templates/decode/params.cuh"
+
+namespace mlajit {
+
+namespace {
+
+constexpr std::size_t k_workspace_alignment = 256;
+
+std::size_t align_up(std::size_t v) { return (v + k_workspace_alignment - 1) / k_workspace_alignment * k_workspace_alignment; }
+
+void require_pointer(const void* p, const char* name) {
+  if (p == nullptr) throw_invalid(name, "must be a device pointer", "null");
+}
+
+void require_aligned(const void* p, std::size_t alignment, const char* name) {
+  if (reinterpret_cast<std::uintptr_t>(p) % alignment != 0) {
+    throw_invalid(name, fmt::format("must be {}-byte aligned", alignment), fmt::format("{}", p));
+  }
+}
+
+struct WorkspaceLayout {
+  std::size_t partial_out_bytes = 0;
+  std::size_t partial_lse_bytes = 0;
+  std::size_t total() const { return partial_out_bytes + partial_lse_bytes; }
+};
+
+WorkspaceLayout workspace_layout(const Spec& spec, int total_q, int num_splits) {
+  WorkspaceLayout w;
+  if (num_splits <= 1) return w;
+  const std::size_t rows = std::size_t(num_splits) * std::size_t(total_q) * std::size_t(spec.heads);
+  w.partial_out_bytes = align_up(rows * std::size_t(spec.v_dim()) * sizeof(float));
+  w.partial_lse_bytes = align_up(rows * sizeof(float));
+  return w;
+}
+
+std::string memory_key(const Spec& s, const TileConfig& t) {
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", int(s.op), int(s.q_dtype), int(s.kv_dtype),
+                     int(s.out_dtype), s.heads, s.kv_lora_rank, s.rope_dim, s.page_size, s.s_q, s.causal,
+                     s.logit_cap, s.return_lse, t.heads_per_cta, t.tokens_per_tile, t.warps, t.stages);
+}
+
+}  // namespace
+
+Engine::Engine(int device_ordinal, Backend backend)
+    : device_(runtime::backend(backend).open_device(device_ordinal)), store_(runtime::default_store()) {}
+
+Engine::~Engine() = default;
+
+DecodePlan Engine::plan_decode(const DecodeArgs& a) const {
+  if (a.batch < 1 || a.batch > 65535) throw_invalid("batch", "must be in [1, 65535]", std::to_string(a.batch));
+  if (a.max_seqlen_q < 1 || a.max_seqlen_q > 8) {
+    throw_invalid("max_seqlen_q", "must be in [1, 8]", std::to_string(a.max_seqlen_q));
+  }
+  if (a.total_q < 0 || (long long)a.total_q > (long long)a.batch * a.max_seqlen_q) {
+    throw_invalid("total_q", fmt::format("must be in [0, batch * max_seqlen_q = {}]", (long long)a.batch * a.max_seqlen_q),
+                  std::to_string(a.total_q));
+  }
+  Spec spec;
+  spec.q_dtype = a.q_dtype;
+  spec.kv_dtype = a.kv_dtype;
+  spec.out_dtype = a.out_dtype;
+  spec.heads = a.num_heads;
+  spec.kv_lora_rank = a.kv_lora_rank;
+  spec.rope_dim = a.rope_dim;
+  spec.page_size = a.page_size;
+  spec.s_q = a.max_seqlen_q;
+  spec.causal = a.causal;
+  spec.logit_cap = a.logit_cap;
+  spec.return_lse = a.lse != nullptr;
+  validate(spec);
+  spec = canonical(spec);
+
+  require_pointer(a.q, "q");
+  require_pointer(a.kv_buffer, "kv_buffer");
+  require_pointer(a.out, "out");
+  require_pointer(a.qo_indptr, "qo_indptr");
+  require_pointer(a.kv_indptr, "kv_indptr");
+  require_pointer(a.kv_last_page_lens, "kv_last_page_lens");
+  if (a.num_kv_indices < 0) throw_invalid("num_kv_indices", "must be >= 0", std::to_string(a.num_kv_indices));
+  if (a.num_kv_indices > 0) require_pointer(a.kv_indices, "kv_indices");
+  require_aligned(a.kv_buffer, 16, "kv_buffer");
+  const long long row = spec.qk_dim();
+  const long long page_stride = a.kv_page_stride == 0 ? (long long)spec.page_size * row : a.kv_page_stride;
+  if (page_stride < (long long)spec.page_size * row) {
+    throw_invalid("kv_page_stride", fmt::format("must be >= page_size * (kv_lora_rank + rope_dim) = {}", spec.page_size * row),
+                  std::to_string(page_stride));
+  }
+  if (page_stride * (long long)dtype_size(spec.kv_dtype) % 16 != 0) {
+    throw_invalid("kv_page_stride", "must be a multiple of 16 bytes", std::to_string(page_stride));
+  }
+  if (!(a.sm_scale <= 0.0f) && !std::isfinite(a.sm_scale)) throw_invalid("sm_scale", "must be finite", fmt::format("{}", a.sm_scale));
+  if (!(std::isfinite(a.q_scale) && a.q_scale > 0)) throw_invalid("q_scale", "must be finite and > 0", fmt::format("{}", a.q_scale));
+  if (!(std::isfinite(a.kv_scale) && a.kv_scale > 0)) throw_invalid("kv_scale", "must be finite and > 0", fmt::format("{}", a.kv_scale));
+  if (a.num_kv_splits < 0 || a.num_kv_splits > 4096) {
+    throw_invalid("num_kv_splits", "must be in [0, 4096] (0 = auto)", std::to_string(a.num_kv_splits));
+  }
+
+  DecodePlan plan;
+  plan.spec = spec;
+  plan.tile = tuning::choose_tile(spec, device_->info().target);
+  if (a.num_kv_splits > 0) {
+    plan.tile.num_splits = a.num_kv_splits;
+  } else {
+    tuning::DecodeShape shape;
+    shape.batch = a.batch;
+    shape.mean_kv_tokens = double(a.num_kv_indices) * spec.page_size / a.batch;
+    shape.multiprocessors = device_->info().multiprocessors;
+    plan.tile.num_splits = tuning::choose_splits(spec, plan.tile, shape);
+  }
+  validate(plan.tile, spec, device_->info().target);
+  plan.workspace_bytes = workspace_layout(spec, a.total_q, plan.tile.num_splits).total();
+  plan.needs_combine = plan.tile.num_splits > 1;
+  const int rows = spec.s_q * spec.heads;
+  plan.stage1_grid = runtime::Dim3{unsigned((rows + plan.tile.heads_per_cta - 1) / plan.tile.heads_per_cta),
+                                   unsigned(a.batch), unsigned(plan.tile.num_splits)};
+  return plan;
+}
+
+Engine::LoadedDecode& Engine::load_decode(const Spec& spec, const TileConfig& tile) {
+  const std::string key = memory_key(spec, tile);
+  {
+    std::shared_lock lock(mutex_);
+    if (auto it = loaded_.find(key); it != loaded_.end()) {
+      memory_hits_.fetch_add(1, std::memory_order_relaxed);
+      return *it->second;
+    }
+  }
+  std::unique_lock lock(mutex_);
+  if (auto it = loaded_.find(key); it != loaded_.end()) return *it->second;
+  auto loaded = std::make_unique<LoadedDecode>();
+  loaded->jit = runtime::jit_compile(spec, tile, device_->info().target, store_);
+  (loaded->jit.outcome == cache::Outcome::compiled ? compiled_ : disk_hits_).fetch_add(1);
+  loaded->module = device_->load(loaded->jit.code);
+  loaded->stage1 = &loaded->module->kernel(loaded->jit.source.stage1_entry);
+  loaded->combine = &loaded->module->kernel(loaded->jit.source.combine_entry);
+  loaded->stage1->reserve_shared(loaded->jit.source.stage1_shared_bytes);
+  LoadedDecode& ref = *loaded;
+  loaded_.emplace(key, std::move(loaded));
+  return ref;
+}
+
+void Engine::decode(const DecodeArgs& a) {
+  const DecodePlan plan = plan_decode(a);
+  if (plan.workspace_bytes > 0) {
+    require_pointer(a.workspace, "workspace");
+    require_aligned(a.workspace, 16, "workspace");
+    if (a.workspace_bytes < plan.workspace_bytes) {
+      throw_invalid("workspace_bytes",
+                    fmt::format("must be >= {} for num_splits = {} (ask decode_workspace_size)",
+                                plan.workspace_bytes, plan.tile.num_splits),
+                    std::to_string(a.workspace_bytes));
+    }
+  }
+  if (a.total_q == 0) return;  // nothing to compute
+  LoadedDecode& kernels = load_decode(plan.spec, plan.tile);
+  device_->make_current();
+
+  const WorkspaceLayout layout = workspace_layout(plan.spec, a.total_q, plan.tile.num_splits);
+  MljDecodeParams p{};
+  p.q = a.q;
+  p.kv = a.kv_buffer;
+  p.out = a.out;
+  p.lse = a.lse;
+  p.partial_out = plan.needs_combine ? static_cast<float*>(a.workspace) : nullptr;
+  p.partial_lse = plan.needs_combine
+                      ? reinterpret_cast<float*>(static_cast<char*>(a.workspace) + layout.partial_out_bytes)
+                      : nullptr;
+  p.qo_indptr = a.qo_indptr;
+  p.kv_indptr = a.kv_indptr;
+  p.kv_indices = a.kv_indices;
+  p.kv_last_page_lens = a.kv_last_page_lens;
+  p.q_token_stride = (long long)plan.spec.heads * plan.spec.qk_dim();
+  p.kv_page_stride = a.kv_page_stride == 0 ? (long long)plan.spec.page_size * plan.spec.qk_dim() : a.kv_page_stride;
+  p.batch = a.batch;
+  p.total_q = a.total_q;
+  p.num_splits = plan.tile.num_splits;
+  p.sm_scale = a.sm_scale > 0.0f ? a.sm_scale : 1.0f / std::sqrt(float(plan.spec.qk_dim()));
+  p.q_scale = plan.spec.q_dtype == DType::fp8_e4m3 ? a.q_scale : 1.0f;
+  p.kv_scale = plan.spec.kv_dtype == DType::fp8_e4m3 ? a.kv_scale : 1.0f;
+  void* stage1_args[] = {&p};
+  kernels.stage1->launch(plan.stage1_grid, runtime::Dim3{unsigned(kernels.jit.source.stage1_threads)},
+                         kernels.jit.source.stage1_shared_bytes, a.stream, stage1_args);
+  if (plan.needs_combine) {
+    MljCombineParams c{};
+    c.partial_out = p.partial_out;
+    c.partial_lse = p.partial_lse;
+    c.out = a.out;
+    c.lse = a.lse;
+    c.total_q = a.total_q;
+    c.num_splits = plan.tile.num_splits;
+    void* combine_args[] = {&c};
+    kernels.combine->launch(runtime::Dim3{unsigned(a.total_q * plan.spec.heads)},
+                            runtime::Dim3{unsigned(kernels.jit.source.combine_threads)}, 0, a.stream, combine_args);
+  }
+}
+
+EngineStats Engine::stats() const {
+  return EngineStats{memory_hits_.load(), disk_hits_.load(), compiled_.load()};
+}
+
+}  // namespace mlajit

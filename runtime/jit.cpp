@@ -1,0 +1,92 @@
+// The generate -> key -> cache -> compile path, and conversion of code objects to cache entries.
+#include "runtime/jit.hpp"
+
+#include "cache/environment.hpp"
+#include "codegen/error.hpp"
+
+namespace mlajit::runtime {
+
+namespace {
+
+nlohmann::json resources_json(const KernelResources& r) {
+  return nlohmann::json{{"registers", r.registers}, {"shared_bytes", r.shared_bytes},
+                        {"local_bytes", r.local_bytes}, {"spill_stores", r.spill_stores},
+                        {"spill_loads", r.spill_loads}, {"origin", r.origin}};
+}
+
+KernelResources resources_from_json(const nlohmann::json& j) {
+  KernelResources r;
+  r.registers = j.value("registers", -1);
+  r.shared_bytes = j.value("shared_bytes", -1);
+  r.local_bytes = j.value("local_bytes", -1);
+  r.spill_stores = j.value("spill_stores", -1);
+  r.spill_loads = j.value("spill_loads", -1);
+  r.origin = j.value("origin", std::string());
+  return r;
+}
+
+cache::Entry to_entry(const CodeObject& code) {
+  cache::Entry entry;
+  entry.code = code.binary;
+  nlohmann::json resources = nlohmann::json::object();
+  for (const auto& [name, r] : code.resources) resources[name] = resources_json(r);
+  entry.manifest = nlohmann::json{{"format", code.format}, {"compile_ms", code.compile_ms},
+                                  {"compiler_log", code.log}, {"resources", resources}};
+  return entry;
+}
+
+CodeObject from_entry(const cache::Entry& entry) {
+  CodeObject code;
+  code.binary = entry.code;
+  code.format = entry.manifest.value("format", std::string());
+  code.compile_ms = entry.manifest.value("compile_ms", 0.0);
+  code.log = entry.manifest.value("compiler_log", std::string());
+  if (auto it = entry.manifest.find("resources"); it != entry.manifest.end() && it->is_object()) {
+    for (auto r = it->begin(); r != it->end(); ++r) code.resources[r.key()] = resources_from_json(r.value());
+  }
+  return code;
+}
+
+}  // namespace
+
+const cache::DiskStore* default_store() {
+  static const std::optional<cache::DiskStore> store = []() -> std::optional<cache::DiskStore> {
+    if (read_environment("MLAJIT_DISABLE_CACHE") == "1") return std::nullopt;
+    return cache::DiskStore(cache::default_root());
+  }();
+  return store ? &*store : nullptr;
+}
+
+cache::KernelKey kernel_key(const Source& source, const Spec& spec, const TileConfig& tile,
+                            const Target& target, Backend& backend) {
+  const CompilerInfo compiler = backend.compiler_info();
+  cache::KeyFields fields;
+  fields.spec = to_json(spec);
+  fields.tile = kernel_json(tile);
+  fields.backend = std::string(backend_name(target.backend));
+  fields.arch = target.arch;
+  fields.compiler = compiler.name;
+  fields.compiler_version = compiler.version;
+  fields.generator_version = kGeneratorVersion;
+  fields.template_digest = source.template_digest();
+  fields.compile_options = backend.compile_options(target);
+  return cache::make_key(fields, source.kernel_name);
+}
+
+JitResult jit_compile(const Spec& spec, const TileConfig& tile, const Target& target,
+                      const cache::DiskStore* store) {
+  JitResult result;
+  result.source = generate(spec, tile, target);
+  Backend& compiler = backend(target.backend);
+  result.key = kernel_key(result.source, spec, tile, target, compiler);
+  auto compile = [&] { return to_entry(compiler.compile(result.source, target)); };
+  if (store == nullptr) {
+    result.code = compiler.compile(result.source, target);
+    result.outcome = cache::Outcome::compiled;
+    return result;
+  }
+  result.code = from_entry(store->get_or_create(result.key, compile, &result.outcome));
+  return result;
+}
+
+}  // namespace mlajit::runtime

@@ -1,0 +1,89 @@
+// Device run of a host decode problem.
+#include "tools/decode_check.hpp"
+
+#include <cstring>
+
+namespace mlajit::tools {
+
+DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits) {
+  runtime::Device& device = engine.device();
+  auto upload = [&](const void* data, std::size_t bytes) {
+    runtime::DeviceBuffer buffer(device, bytes == 0 ? 16 : bytes);
+    if (bytes > 0) device.copy_to_device(buffer.get(), data, bytes);
+    return buffer;
+  };
+  const Spec& s = p.spec;
+  const std::size_t out_elems = std::size_t(p.total_q) * s.heads * s.v_dim();
+  const std::size_t out_bytes = out_elems * dtype_size(s.out_dtype);
+  const std::size_t lse_elems = std::size_t(p.total_q) * s.heads;
+
+  runtime::DeviceBuffer q = upload(p.q.data(), p.q.size());
+  runtime::DeviceBuffer kv = upload(p.kv.data(), p.kv.size());
+  runtime::DeviceBuffer qo = upload(p.qo_indptr.data(), p.qo_indptr.size() * sizeof(int));
+  runtime::DeviceBuffer kvp = upload(p.kv_indptr.data(), p.kv_indptr.size() * sizeof(int));
+  runtime::DeviceBuffer kvi = upload(p.kv_indices.data(), p.kv_indices.size() * sizeof(int));
+  runtime::DeviceBuffer last = upload(p.kv_last_page_lens.data(), p.kv_last_page_lens.size() * sizeof(int));
+  runtime::DeviceBuffer out(device, out_bytes == 0 ? 16 : out_bytes);
+  runtime::DeviceBuffer lse(device, (lse_elems == 0 ? 4 : lse_elems) * sizeof(float));
+  device.fill_bytes(out.get(), 0xff, out.size());  // NaN in every float format we write
+  device.fill_bytes(lse.get(), 0xff, lse.size());
+
+  DecodeArgs a;
+  a.q = q.get();
+  a.q_dtype = s.q_dtype;
+  a.kv_buffer = kv.get();
+  a.kv_dtype = s.kv_dtype;
+  a.kv_page_stride = p.kv_page_stride;
+  a.out = out.get();
+  a.out_dtype = s.out_dtype;
+  a.lse = s.return_lse ? lse.as<float>() : nullptr;
+  a.qo_indptr = qo.as<int>();
+  a.kv_indptr = kvp.as<int>();
+  a.kv_indices = kvi.as<int>();
+  a.kv_last_page_lens = last.as<int>();
+  a.batch = p.batch;
+  a.total_q = p.total_q;
+  a.num_heads = s.heads;
+  a.max_seqlen_q = s.s_q;
+  a.page_size = s.page_size;
+  a.kv_lora_rank = s.kv_lora_rank;
+  a.rope_dim = s.rope_dim;
+  a.num_kv_indices = (long long)p.kv_indices.size();
+  a.sm_scale = p.sm_scale;
+  a.logit_cap = s.logit_cap;
+  a.q_scale = p.q_scale;
+  a.kv_scale = p.kv_scale;
+  a.causal = s.causal;
+  a.num_kv_splits = num_kv_splits;
+
+  DeviceRun run;
+  run.plan = engine.plan_decode(a);
+  runtime::DeviceBuffer workspace;
+  if (run.plan.workspace_bytes > 0) workspace = runtime::DeviceBuffer(device, run.plan.workspace_bytes);
+  a.workspace = workspace.get();
+  a.workspace_bytes = workspace.size();
+  engine.decode(a);
+  device.synchronize();
+
+  std::vector<std::uint8_t> raw(out_bytes);
+  if (out_bytes > 0) device.copy_to_host(raw.data(), out.get(), out_bytes);
+  run.out.resize(out_elems);
+  for (std::size_t i = 0; i < out_elems; ++i) run.out[i] = load_element(raw.data(), s.out_dtype, i);
+  if (s.return_lse) {
+    run.lse.resize(lse_elems);
+    if (lse_elems > 0) device.copy_to_host(run.lse.data(), lse.get(), lse_elems * sizeof(float));
+  }
+  return run;
+}
+
+Tolerance tolerance_for(const Spec& spec) {
+  // The kernel accumulates in fp32 like the reference; what remains is the rounding of the
+  // output itself (bf16: 2^-8 relative, fp16: 2^-11) plus fp32 summation order.
+  switch (spec.out_dtype) {
+    case DType::bf16: return {2e-3, 1.6e-2};
+    case DType::fp16: return {5e-4, 2e-3};
+    default: return {1e-4, 1e-4};
+  }
+}
+
+}  // namespace mlajit::tools
