@@ -3,15 +3,15 @@
 #include "runtime/hip/code_object_notes.hpp"
 
 #include <cstring>
+#include <limits>
 #include <string_view>
 
 #ifdef MLAJIT_HAVE_LLVM
 #include <llvm/BinaryFormat/ELF.h>
 #include <llvm/BinaryFormat/MsgPackDocument.h>
 #include <llvm/Config/llvm-config.h>
-#include <llvm/Object/ELFObjectFile.h>
+#include <llvm/Object/ELF.h>
 #include <llvm/Support/Error.h>
-#include <llvm/Support/MemoryBuffer.h>
 #endif
 
 namespace mlajit::runtime::hip {
@@ -43,12 +43,15 @@ std::span<const std::uint8_t> amdgcn_entry(std::span<const std::uint8_t> bundle)
   for (std::uint64_t i = 0; i < count; ++i) {
     std::uint64_t offset = 0, size = 0, id_length = 0;
     if (!read_u64(bundle, at, offset) || !read_u64(bundle, at, size) || !read_u64(bundle, at, id_length) ||
-        at + id_length > bundle.size()) {
+        id_length > bundle.size() - at) {
       return {};
     }
     const std::string_view id(reinterpret_cast<const char*>(bundle.data() + at), id_length);
     at += id_length;
-    if (id.find("amdgcn") == std::string_view::npos || offset + size > bundle.size()) continue;
+    if (id.find("amdgcn") == std::string_view::npos || offset > bundle.size() ||
+        size > bundle.size() - offset) {
+      continue;
+    }
     const std::span<const std::uint8_t> entry = bundle.subspan(offset, size);
     if (starts_with(entry, k_elf_magic)) return entry;
   }
@@ -73,14 +76,19 @@ using llvm::msgpack::DocNode;
 using llvm::msgpack::Type;
 
 constexpr std::string_view k_origin = "code-object notes";
+// Largest field value kept: spilled VGPRs are multiplied by 4 bytes and must still fit an int.
+constexpr std::uint64_t k_max_field = std::numeric_limits<int>::max() / 4;
 
 // An integer field of a kernel's metadata map; -1 when absent or not an integer.
 int int_field(llvm::msgpack::MapDocNode& kernel, llvm::StringRef key) {
   auto it = kernel.find(key);
   if (it == kernel.end()) return -1;
   const DocNode& node = it->second;
-  if (node.getKind() == Type::UInt) return static_cast<int>(node.getUInt());
-  if (node.getKind() == Type::Int) return static_cast<int>(node.getInt());
+  // Values beyond int (only in a damaged note) count as unknown.
+  if (node.getKind() == Type::UInt && node.getUInt() <= k_max_field) return static_cast<int>(node.getUInt());
+  if (node.getKind() == Type::Int && node.getInt() >= 0 && node.getInt() <= std::int64_t(k_max_field)) {
+    return static_cast<int>(node.getInt());
+  }
   return -1;
 }
 
@@ -102,7 +110,8 @@ void add_kernel(DocNode& node, CodeObjectNotes& notes) {
   notes.kernels[name->second.getString().str()] = r;
 }
 
-// Code object v3+ metadata: a msgpack map whose "amdhsa.kernels" is an array of kernel maps.
+// Code object v3+ metadata: a msgpack map whose "amdhsa.kernels" (top-level keys carry no dot,
+// per-kernel keys do) is an array of kernel maps.
 void parse_metadata(llvm::StringRef blob, CodeObjectNotes& notes) {
   llvm::msgpack::Document document;
   if (!document.readFromBlob(blob, /*Multi=*/false) || !document.getRoot().isMap()) {
@@ -111,7 +120,6 @@ void parse_metadata(llvm::StringRef blob, CodeObjectNotes& notes) {
   }
   llvm::msgpack::MapDocNode& root = document.getRoot().getMap();
   auto kernels = root.find("amdhsa.kernels");
-  if (kernels == root.end()) kernels = root.find(".amdhsa.kernels");
   if (kernels == root.end() || !kernels->second.isArray()) {
     notes.failure = "AMDGPU metadata has no amdhsa.kernels array";
     return;

@@ -189,8 +189,12 @@ class HipKernel final : public Kernel {
 
 class HipModule final : public Module {
  public:
-  HipModule(hipModule_t module, int ordinal, int max_shared)
-      : module_(module), ordinal_(ordinal), max_shared_(max_shared) {}
+  // hipModuleLoadData takes no size and does not promise to copy the image, so the module keeps
+  // its own copy for as long as it lives.
+  HipModule(std::vector<std::uint8_t> image, int ordinal, int max_shared)
+      : image_(std::move(image)), ordinal_(ordinal), max_shared_(max_shared) {
+    check(runtime().module_load_data(&module_, image_.data()), "hipModuleLoadData");
+  }
 
   ~HipModule() override {
     const Runtime& r = runtime();
@@ -213,7 +217,8 @@ class HipModule final : public Module {
   }
 
  private:
-  hipModule_t module_;
+  std::vector<std::uint8_t> image_;
+  hipModule_t module_ = nullptr;
   int ordinal_;
   int max_shared_;
   std::mutex mutex_;
@@ -235,9 +240,7 @@ class HipDevice final : public Device {
                   fmt::format("a HIP device loads hsaco code objects, not '{}'", code.format));
     }
     make_current();
-    hipModule_t module = nullptr;
-    check(runtime_.module_load_data(&module, code.binary.data()), "hipModuleLoadData");
-    return std::make_unique<HipModule>(module, info_.ordinal, info_.max_shared_per_block);
+    return std::make_unique<HipModule>(code.binary, info_.ordinal, info_.max_shared_per_block);
   }
 
   void* allocate(std::size_t bytes) override {
