@@ -36,13 +36,14 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   source.stage1_entry = "mla_decode_stage1";
   source.combine_entry = "mla_decode_combine";
   source.stage1_threads = tile.warps * target.warp_size();
-  source.stage1_shared_bytes = portable_decode_shared_bytes(spec, tile);
+  source.stage1_shared_bytes = decode_shared_bytes(spec, tile);
   source.combine_threads = k_combine_threads;
 
   const std::string platform = target.backend == Backend::cuda ? "nvidia" : "amd";
+  const bool mma = tile.family == KernelFamily::mma;
+  const std::string stage1_header = mma ? "decode/mma.cuh" : "decode/portable.cuh";
   for (std::string path : {"platform/" + platform + ".cuh", std::string("decode/params.cuh"),
-                           std::string("decode/numeric.cuh"), std::string("decode/portable.cuh"),
-                           std::string("decode/combine.cuh")}) {
+                           std::string("decode/numeric.cuh"), stage1_header, std::string("decode/combine.cuh")}) {
     const templates::TemplateFile& f = templates::file(path);
     source.headers.push_back(SourceHeader{path, f.text, f.sha256});
   }
@@ -66,6 +67,11 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"heads_per_cta", std::to_string(tile.heads_per_cta)},
       {"tokens_per_tile", std::to_string(tile.tokens_per_tile)},
       {"warps", std::to_string(tile.warps)},
+      {"stages", std::to_string(tile.stages)},
+      {"mma_bf16", spec.q_dtype == DType::bf16 ? "true" : "false"},
+      {"shared_bytes", std::to_string(source.stage1_shared_bytes)},
+      {"stage1_header", stage1_header},
+      {"stage1_function", mma ? "decode_stage1_mma" : "decode_stage1_portable"},
       {"threads", std::to_string(source.stage1_threads)},
       {"combine_threads", std::to_string(source.combine_threads)},
       {"stage1_entry", source.stage1_entry},

@@ -63,7 +63,21 @@ void validate(const Spec& spec) {
   }
 }
 
-int portable_decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
+std::string_view family_name(KernelFamily f) { return f == KernelFamily::mma ? "mma" : "portable"; }
+
+bool mma_family_supports(const Spec& spec, const Target& target) {
+  return target.backend == Backend::cuda && target.sm_version() >= 80 && spec.q_dtype == spec.kv_dtype &&
+         (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16) && spec.qk_dim() % 64 == 0 &&
+         spec.v_dim() % 128 == 0;
+}
+
+int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
+  if (tile.family == KernelFamily::mma) {
+    // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh.
+    const int row_bytes = (spec.qk_dim() + 8) * 2;
+    return tile.stages * tile.tokens_per_tile * row_bytes + 16 * row_bytes + 4 * 16 * tile.tokens_per_tile * 4 +
+           16 * tile.tokens_per_tile * 4;
+  }
   const int rows = tile.heads_per_cta;
   const int q_bytes = rows * spec.qk_dim() * 4;  // q staged as pre-scaled fp32
   const int kv_bytes = tile.tokens_per_tile * spec.qk_dim() * int(dtype_size(spec.kv_dtype));
@@ -72,7 +86,32 @@ int portable_decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
   return q_bytes + kv_bytes + score_bytes + row_state_bytes;
 }
 
+namespace {
+
+void validate_mma(const TileConfig& tile, const Spec& spec, const Target& target) {
+  if (!mma_family_supports(spec, target)) {
+    throw_invalid("family", "mma needs an NVIDIA sm_80+ target, q_dtype == kv_dtype in {bf16, fp16}, "
+                  "(kv_lora_rank + rope_dim) % 64 == 0 and kv_lora_rank % 128 == 0", "mma");
+  }
+  if (tile.heads_per_cta != 16) throw_invalid("heads_per_cta", "must be 16 for the mma family", std::to_string(tile.heads_per_cta));
+  if (tile.warps != 8) throw_invalid("warps", "must be 8 for the mma family", std::to_string(tile.warps));
+  if (tile.tokens_per_tile != 32 && tile.tokens_per_tile != 64) {
+    throw_invalid("tokens_per_tile", "must be 32 or 64 for the mma family", std::to_string(tile.tokens_per_tile));
+  }
+  require_range("stages", tile.stages, 2, 4);
+  require_range("num_splits", tile.num_splits, 0, 4096);
+  const int shared = decode_shared_bytes(spec, tile);
+  if (shared > target.max_shared_bytes()) {
+    throw_invalid("stages", fmt::format("tile needs {} B of shared memory, {} allows {} B; lower stages or "
+                                        "tokens_per_tile", shared, target.arch, target.max_shared_bytes()),
+                  std::to_string(tile.stages));
+  }
+}
+
+}  // namespace
+
 void validate(const TileConfig& tile, const Spec& spec, const Target& target) {
+  if (tile.family == KernelFamily::mma) return validate_mma(tile, spec, target);
   require_range("heads_per_cta", tile.heads_per_cta, 1, 64);
   const int t = tile.tokens_per_tile;
   if (t != 8 && t != 16 && t != 32 && t != 64) {
@@ -99,7 +138,7 @@ void validate(const TileConfig& tile, const Spec& spec, const Target& target) {
                               spec.v_dim(), threads),
                   std::to_string(tile.heads_per_cta));
   }
-  const int shared = portable_decode_shared_bytes(spec, tile);
+  const int shared = decode_shared_bytes(spec, tile);
   if (shared > target.max_shared_bytes()) {
     throw_invalid("tokens_per_tile",
                   fmt::format("tile needs {} B of shared memory, {} allows {} B; lower "
@@ -131,7 +170,8 @@ nlohmann::json to_json(const Spec& s) {
 }
 
 nlohmann::json kernel_json(const TileConfig& tile) {
-  return nlohmann::json{{"heads_per_cta", tile.heads_per_cta},
+  return nlohmann::json{{"family", family_name(tile.family)},
+                        {"heads_per_cta", tile.heads_per_cta},
                         {"tokens_per_tile", tile.tokens_per_tile},
                         {"warps", tile.warps},
                         {"stages", tile.stages}};
@@ -191,6 +231,12 @@ Spec spec_from_json(const nlohmann::json& j) {
 TileConfig tile_from_json(const nlohmann::json& j) {
   reject_unknown_keys(j, to_json(TileConfig{}), "tile");
   TileConfig tile;
+  if (j.contains("family")) {
+    std::string family;
+    read_field(j, "family", family);
+    if (family == "mma") tile.family = KernelFamily::mma;
+    else if (family != "portable") throw_invalid("family", "must be portable or mma", "'" + family + "'");
+  }
   read_field(j, "heads_per_cta", tile.heads_per_cta);
   read_field(j, "tokens_per_tile", tile.tokens_per_tile);
   read_field(j, "warps", tile.warps);
@@ -208,7 +254,9 @@ std::string kernel_base_name(const Spec& s, const TileConfig& tile) {
                                  spec.rope_dim);
   if (spec.logit_cap > 0.0f) name += fmt::format("_cap{}", spec.logit_cap);
   if (spec.return_lse) name += "_lse";
-  name += fmt::format("_hc{}_bn{}_w{}", tile.heads_per_cta, tile.tokens_per_tile, tile.warps);
+  name += fmt::format("_{}_hc{}_bn{}_w{}", tile.family == KernelFamily::mma ? "mma" : "simt", tile.heads_per_cta,
+                      tile.tokens_per_tile, tile.warps);
+  if (tile.stages > 1) name += fmt::format("_st{}", tile.stages);
   return name;
 }
 

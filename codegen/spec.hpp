@@ -38,8 +38,15 @@ struct Spec {
   bool operator==(const Spec&) const = default;
 };
 
+// Kernel families for stage 1 of decode: the portable SIMT kernel (every target, every spec)
+// and the matrix-core kernel (NVIDIA sm_80+: mma.sync + ldmatrix + cp.async).
+enum class KernelFamily { portable, mma };
+
+std::string_view family_name(KernelFamily f);
+
 // Shape of the generated kernel plus the split count used at launch.
 struct TileConfig {
+  KernelFamily family = KernelFamily::portable;
   int heads_per_cta = 16;    // query rows (token x head pairs) one CTA owns
   int tokens_per_tile = 32;  // KV tokens staged in shared memory per step
   int warps = 8;             // warps (wavefronts on AMD) per CTA
@@ -56,8 +63,11 @@ void validate(const Spec& spec);
 // Checks the config against the spec and what the target's hardware allows.
 void validate(const TileConfig& tile, const Spec& spec, const Target& target);
 
-// Shared memory the portable decode kernel needs for this shape, in bytes.
-int portable_decode_shared_bytes(const Spec& spec, const TileConfig& tile);
+// Shared memory the decode stage-1 kernel of tile.family needs, in bytes (the generated kernel
+// static_asserts the same number).
+int decode_shared_bytes(const Spec& spec, const TileConfig& tile);
+// Whether the matrix-core family can serve this spec on this target (dtypes, dims, arch).
+bool mma_family_supports(const Spec& spec, const Target& target);
 
 // Canonical forms: equal problems give byte-identical JSON (sorted keys, normalised fields).
 Spec canonical(Spec spec);

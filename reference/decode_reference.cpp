@@ -48,12 +48,18 @@ DecodeProblem make_problem(const Spec& spec, const ProblemOptions& options) {
   for (int i = 0; i < options.extra_indices; ++i) p.kv_indices.push_back(any_page(rng));
 
   std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::uint64_t state = options.seed * 0x9e3779b97f4a7c15ull + 1;
+  auto next_value = [&]() -> float {
+    if (!options.fast_fill) return normal(rng);
+    state = state * 6364136223846793005ull + 1442695040888963407ull;  // LCG: plenty for benchmarks
+    return float(std::int64_t(state >> 40) - (1ll << 23)) / float(1 << 22);  // uniform in [-2, 2)
+  };
   const std::size_t q_elems = std::size_t(p.total_q) * spec.heads * D;
   p.q.resize(q_elems * dtype_size(spec.q_dtype));
-  for (std::size_t i = 0; i < q_elems; ++i) store_element(p.q.data(), spec.q_dtype, i, normal(rng));
+  for (std::size_t i = 0; i < q_elems; ++i) store_element(p.q.data(), spec.q_dtype, i, next_value());
   const std::size_t kv_elems = std::size_t(p.num_pages) * p.kv_page_stride;
   p.kv.resize(kv_elems * dtype_size(spec.kv_dtype));
-  for (std::size_t i = 0; i < kv_elems; ++i) store_element(p.kv.data(), spec.kv_dtype, i, normal(rng));
+  for (std::size_t i = 0; i < kv_elems; ++i) store_element(p.kv.data(), spec.kv_dtype, i, next_value());
   // Poison the tail of every last page and the spare pages: a kernel that reads past a
   // request's length produces NaN instead of a plausible number.
   const float poison = std::numeric_limits<float>::quiet_NaN();
@@ -76,7 +82,7 @@ DecodeProblem make_problem(const Spec& spec, const ProblemOptions& options) {
   return p;
 }
 
-DecodeResult decode(const DecodeProblem& p) {
+DecodeResult decode(const DecodeProblem& p, int max_requests) {
   const Spec& s = p.spec;
   const int H = s.heads, D = s.qk_dim(), Dv = s.v_dim(), ps = s.page_size;
   const double q_scale = s.q_dtype == DType::fp8_e4m3 ? p.q_scale : 1.0;
@@ -85,7 +91,8 @@ DecodeResult decode(const DecodeProblem& p) {
   r.out.assign(std::size_t(p.total_q) * H * Dv, 0.0f);
   r.lse.assign(std::size_t(p.total_q) * H, -std::numeric_limits<float>::infinity());
   std::vector<double> scores, acc(Dv);
-  for (int b = 0; b < p.batch; ++b) {
+  const int requests = max_requests < 0 ? p.batch : std::min(p.batch, max_requests);
+  for (int b = 0; b < requests; ++b) {
     const int q_begin = p.qo_indptr[b], q_count = p.qo_indptr[b + 1] - q_begin;
     const int pages = p.kv_indptr[b + 1] - p.kv_indptr[b];
     const int L = pages > 0 ? (pages - 1) * ps + p.kv_last_page_lens[b] : 0;
@@ -129,9 +136,12 @@ DecodeResult decode(const DecodeProblem& p) {
 }
 
 Comparison compare(const DecodeResult& want, const std::vector<float>& got_out,
-                   const std::vector<float>* got_lse, double atol, double rtol) {
+                   const std::vector<float>* got_lse, double atol, double rtol, long long rows) {
   Comparison c;
-  for (std::size_t i = 0; i < want.out.size(); ++i) {
+  const std::size_t row_len = want.lse.empty() ? 1 : want.out.size() / want.lse.size();
+  const std::size_t out_count = rows < 0 ? want.out.size() : std::min(want.out.size(), std::size_t(rows) * row_len);
+  const std::size_t lse_count = rows < 0 ? want.lse.size() : std::min(want.lse.size(), std::size_t(rows));
+  for (std::size_t i = 0; i < out_count; ++i) {
     const double g = i < got_out.size() ? got_out[i] : NAN;
     if (!std::isfinite(g)) {
       ++c.non_finite_outputs;
@@ -143,7 +153,7 @@ Comparison compare(const DecodeResult& want, const std::vector<float>& got_out,
     if (err > atol + rtol * std::fabs(want.out[i])) ++c.mismatches;
   }
   if (got_lse != nullptr) {
-    for (std::size_t i = 0; i < want.lse.size(); ++i) {
+    for (std::size_t i = 0; i < lse_count; ++i) {
       const float w = want.lse[i], g = i < got_lse->size() ? (*got_lse)[i] : NAN;
       if (std::isinf(w) || std::isinf(g) || std::isnan(g)) {
         if (!(std::isinf(w) && std::isinf(g) && w < 0 && g < 0)) c.lse_pattern_ok = false;

@@ -35,6 +35,7 @@ struct ProblemOptions {
   std::uint64_t seed = 0;
   int extra_indices = 7;         // padding after the used kv_indices (must never be read)
   int spare_pages = 3;           // pages nobody uses (filled with NaN when the dtype has one)
+  bool fast_fill = false;        // uniform values from a cheap generator (benchmarks' large caches)
 };
 
 // Random q / kv (normal-ish, scaled like real activations), shuffled page ids, AITER's
@@ -46,8 +47,9 @@ struct DecodeResult {
   std::vector<float> lse;  // [total_q, heads], natural log, -inf for rows that see no key
 };
 
-// Double-accumulated reference; rows with no visible key give 0 and -inf.
-DecodeResult decode(const DecodeProblem& problem);
+// Double-accumulated reference; rows with no visible key give 0 and -inf. Only the first
+// `max_requests` requests are computed (the rest stay 0 / -inf); -1 = all.
+DecodeResult decode(const DecodeProblem& problem, int max_requests = -1);
 
 struct Comparison {
   double max_abs_error = 0;
@@ -57,7 +59,8 @@ struct Comparison {
   long long mismatches = 0;    // |got - want| > atol + rtol * |want|
 };
 
+// Compares the first `rows` (token x head) rows, or all when rows < 0.
 Comparison compare(const DecodeResult& want, const std::vector<float>& got_out,
-                   const std::vector<float>* got_lse, double atol, double rtol);
+                   const std::vector<float>* got_lse, double atol, double rtol, long long rows = -1);
 
 }  // namespace mlajit::reference

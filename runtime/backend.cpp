@@ -1,6 +1,7 @@
 // Backend registry and DeviceBuffer.
 #include "runtime/backend.hpp"
 
+#include "codegen/error.hpp"
 #include "runtime/cuda/cuda_backend.hpp"
 #include "runtime/hip/hip_backend.hpp"
 
@@ -10,6 +11,17 @@ Backend& backend(mlajit::Backend kind) {
   if (kind == mlajit::Backend::cuda) return cuda::instance();
   return hip::instance();
 }
+
+namespace {
+[[noreturn]] void no_events() {
+  throw Error(ErrorCode::unsupported, "this backend does not implement GPU-event timing yet");
+}
+}  // namespace
+
+void* Device::create_event() { no_events(); }
+void Device::destroy_event(void*) noexcept {}
+void Device::record_event(void*, Stream) { no_events(); }
+float Device::elapsed_ms(void*, void*) { no_events(); }
 
 DeviceBuffer::DeviceBuffer(Device& device, std::size_t bytes)
     : device_(&device), pointer_(bytes ? device.allocate(bytes) : nullptr), bytes_(bytes) {}

@@ -87,6 +87,13 @@ class Device {
   virtual void synchronize() = 0;
   // Makes this device's context current on the calling thread.
   virtual void make_current() = 0;
+
+  // GPU-event timing (for benchmarks): opaque events recorded on a stream.
+  virtual void* create_event();
+  virtual void destroy_event(void* event) noexcept;
+  virtual void record_event(void* event, Stream stream);
+  // Milliseconds between two recorded events; waits for `end`.
+  virtual float elapsed_ms(void* start, void* end);
 };
 
 class Backend {

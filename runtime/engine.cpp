@@ -44,7 +44,7 @@ WorkspaceLayout workspace_layout(const Spec& spec, int total_q, int num_splits) 
 }
 
 std::string memory_key(const Spec& s, const TileConfig& t) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", int(s.op), int(s.q_dtype), int(s.kv_dtype),
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", int(t.family), int(s.op), int(s.q_dtype), int(s.kv_dtype),
                      int(s.out_dtype), s.heads, s.kv_lora_rank, s.rope_dim, s.page_size, s.s_q, s.causal,
                      s.logit_cap, s.return_lse, t.heads_per_cta, t.tokens_per_tile, t.warps, t.stages);
 }
@@ -56,7 +56,7 @@ Engine::Engine(int device_ordinal, Backend backend)
 
 Engine::~Engine() = default;
 
-DecodePlan Engine::plan_decode(const DecodeArgs& a) const {
+DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConfig>& forced) const {
   if (a.batch < 1 || a.batch > 65535) throw_invalid("batch", "must be in [1, 65535]", std::to_string(a.batch));
   if (a.max_seqlen_q < 1 || a.max_seqlen_q > 8) {
     throw_invalid("max_seqlen_q", "must be in [1, 8]", std::to_string(a.max_seqlen_q));
@@ -107,8 +107,10 @@ DecodePlan Engine::plan_decode(const DecodeArgs& a) const {
 
   DecodePlan plan;
   plan.spec = spec;
-  plan.tile = tuning::choose_tile(spec, device_->info().target);
-  if (a.num_kv_splits > 0) {
+  plan.tile = forced ? *forced : tuning::choose_tile(spec, device_->info().target);
+  if (forced && forced->num_splits > 0) {
+    plan.tile.num_splits = forced->num_splits;
+  } else if (a.num_kv_splits > 0) {
     plan.tile.num_splits = a.num_kv_splits;
   } else {
     tuning::DecodeShape shape;
@@ -118,6 +120,7 @@ DecodePlan Engine::plan_decode(const DecodeArgs& a) const {
     plan.tile.num_splits = tuning::choose_splits(spec, plan.tile, shape);
   }
   validate(plan.tile, spec, device_->info().target);
+  if (plan.tile.family == KernelFamily::mma) require_aligned(a.q, 16, "q");
   plan.workspace_bytes = workspace_layout(spec, a.total_q, plan.tile.num_splits).total();
   plan.needs_combine = plan.tile.num_splits > 1;
   const int rows = spec.s_q * spec.heads;
@@ -149,8 +152,8 @@ Engine::LoadedDecode& Engine::load_decode(const Spec& spec, const TileConfig& ti
   return ref;
 }
 
-void Engine::decode(const DecodeArgs& a) {
-  const DecodePlan plan = plan_decode(a);
+void Engine::decode(const DecodeArgs& a, const std::optional<TileConfig>& tile) {
+  const DecodePlan plan = plan_decode(a, tile);
   if (plan.workspace_bytes > 0) {
     require_pointer(a.workspace, "workspace");
     require_aligned(a.workspace, 16, "workspace");

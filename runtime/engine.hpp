@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -75,11 +76,14 @@ class Engine {
   const runtime::DeviceInfo& device_info() const { return device_->info(); }
   runtime::Device& device() { return *device_; }
 
-  // Host-side validation and choices; throws invalid_argument naming the argument.
-  DecodePlan plan_decode(const DecodeArgs& args) const;
-  std::size_t decode_workspace_size(const DecodeArgs& args) const { return plan_decode(args).workspace_bytes; }
+  // Host-side validation and choices; throws invalid_argument naming the argument. `tile`
+  // forces a kernel shape (tuning sweeps, tests); its num_splits 0 defers to args / the model.
+  DecodePlan plan_decode(const DecodeArgs& args, const std::optional<TileConfig>& tile = std::nullopt) const;
+  std::size_t decode_workspace_size(const DecodeArgs& args, const std::optional<TileConfig>& tile = std::nullopt) const {
+    return plan_decode(args, tile).workspace_bytes;
+  }
   // Enqueues the decode on args.stream. Nothing is launched when validation fails.
-  void decode(const DecodeArgs& args);
+  void decode(const DecodeArgs& args, const std::optional<TileConfig>& tile = std::nullopt);
 
   // The kernels for (spec, tile), compiled or loaded once per engine.
   struct LoadedDecode {

@@ -5,7 +5,8 @@
 
 namespace mlajit::tools {
 
-DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits) {
+DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits,
+                        const std::optional<TileConfig>& tile) {
   runtime::Device& device = engine.device();
   auto upload = [&](const void* data, std::size_t bytes) {
     runtime::DeviceBuffer buffer(device, bytes == 0 ? 16 : bytes);
@@ -57,12 +58,12 @@ DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int n
   a.num_kv_splits = num_kv_splits;
 
   DeviceRun run;
-  run.plan = engine.plan_decode(a);
+  run.plan = engine.plan_decode(a, tile);
   runtime::DeviceBuffer workspace;
   if (run.plan.workspace_bytes > 0) workspace = runtime::DeviceBuffer(device, run.plan.workspace_bytes);
   a.workspace = workspace.get();
   a.workspace_bytes = workspace.size();
-  engine.decode(a);
+  engine.decode(a, tile);
   device.synchronize();
 
   std::vector<std::uint8_t> raw(out_bytes);

@@ -17,7 +17,8 @@ struct DeviceRun {
 
 // Uploads, runs (num_kv_splits: 0 = auto), downloads. Output and LSE are poisoned (NaN bytes)
 // before the run, so an element the kernel never writes shows up as non-finite.
-DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& problem, int num_kv_splits);
+DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& problem, int num_kv_splits,
+                        const std::optional<TileConfig>& tile = std::nullopt);
 
 // Tolerances for comparing a device result with the reference, by output dtype.
 struct Tolerance {

@@ -18,6 +18,7 @@
 #include "codegen/generator.hpp"
 #include "runtime/engine.hpp"
 #include "runtime/jit.hpp"
+#include "tools/bench/bench.hpp"
 #include "tools/catalog.hpp"
 #include "tools/decode_check.hpp"
 #include "tuning/choose.hpp"
@@ -418,6 +419,9 @@ int main(int argc, char** argv) {
   verify->add_option("--splits", splits, "KV splits (0 = auto)")->capture_default_str();
   verify->add_flag("--json", json, "machine-readable output");
 
+  mlajit::bench::BenchOptions bench_options;
+  CLI::App* bench = mlajit::bench::add_bench_command(app, bench_options);
+
   CLI::App* info = app.add_subcommand("info", "devices, compilers and versions, cache directory, environment");
   info->add_flag("--json", json, "machine-readable output");
 
@@ -428,6 +432,7 @@ int main(int argc, char** argv) {
     if (*warm) return cmd_warm(catalog, warm_archs, jobs, json);
     if (*verify) return cmd_verify(verify_flags, device, batch, kv_len, splits, json);
     if (*info) return cmd_info(json);
+    if (*bench) return mlajit::bench::run_bench(bench_options);
   } catch (const mlajit::Error& e) {
     std::fprintf(stderr, "mlajit: error: %s\n", e.what());
     return 2;

@@ -12,7 +12,27 @@ constexpr double k_split_overhead_tokens = 84.1;  // AITER's fitted per-split co
 }  // namespace
 
 TileConfig choose_tile(const Spec& spec, const Target& target) {
+  if (mma_family_supports(spec, target)) {
+    const TileConfig mma = choose_tile(spec, target, KernelFamily::mma);
+    if (decode_shared_bytes(spec, mma) <= target.max_shared_bytes()) return mma;
+  }
+  return choose_tile(spec, target, KernelFamily::portable);
+}
+
+TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily family) {
   TileConfig tile;
+  if (family == KernelFamily::mma) {
+    // 16 rows per CTA (one mma M tile), 64-token KV tiles, two cp.async stages: 184 KiB of
+    // shared memory, one CTA per SM with a whole tile in flight while the previous is consumed.
+    tile.family = KernelFamily::mma;
+    tile.heads_per_cta = 16;
+    tile.warps = 8;
+    tile.tokens_per_tile = 64;
+    tile.stages = 2;
+    if (decode_shared_bytes(spec, tile) > target.max_shared_bytes()) tile.tokens_per_tile = 32;
+    validate(tile, spec, target);
+    return tile;
+  }
   const int rows = spec.heads * spec.s_q;
   // Balance rows over the fewest CTAs of at most 16 rows, so 20 heads become 2 x 10, not 16 + 4.
   const int max_rows = 16;
@@ -23,10 +43,10 @@ TileConfig choose_tile(const Spec& spec, const Target& target) {
   tile.stages = 1;
   // Fit the target's shared memory (AMD LDS is 64 KiB).
   while (tile.tokens_per_tile > 8 &&
-         portable_decode_shared_bytes(spec, tile) > target.max_shared_bytes()) {
+         decode_shared_bytes(spec, tile) > target.max_shared_bytes()) {
     tile.tokens_per_tile /= 2;
   }
-  while (tile.heads_per_cta > 1 && portable_decode_shared_bytes(spec, tile) > target.max_shared_bytes()) {
+  while (tile.heads_per_cta > 1 && decode_shared_bytes(spec, tile) > target.max_shared_bytes()) {
     tile.heads_per_cta = (tile.heads_per_cta + 1) / 2;
   }
   return tile;

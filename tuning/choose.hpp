@@ -26,8 +26,12 @@ struct Choice {
   std::vector<SplitScore> scores;  // the model's score per split count considered (for --explain)
 };
 
-// Kernel shape for a spec on a target: heads_per_cta, tokens_per_tile, warps, stages.
+// Kernel shape for a spec on a target: the fastest family that serves it (mma where
+// mma_family_supports, else portable) with its heads_per_cta, tokens_per_tile, warps, stages.
 TileConfig choose_tile(const Spec& spec, const Target& target);
+// The shape the model picks within one family; throws invalid_argument when the family cannot
+// serve the spec on this target.
+TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily family);
 
 // AITER's split rule (mla-semantics §1.3), widened to 64 splits and capped so each split has
 // at least one KV tile: score(i) = wave efficiency(i) * kv / (kv + overhead * i).

@@ -108,6 +108,11 @@ struct Driver {
   decltype(&cuMemcpyDtoH) copy_dtoh = nullptr;
   decltype(&cuMemsetD8) memset_d8 = nullptr;
   decltype(&cuGetErrorString) error_string = nullptr;
+  decltype(&cuEventCreate) event_create = nullptr;
+  decltype(&cuEventDestroy) event_destroy = nullptr;
+  decltype(&cuEventRecord) event_record = nullptr;
+  decltype(&cuEventSynchronize) event_synchronize = nullptr;
+  decltype(&cuEventElapsedTime) event_elapsed = nullptr;
   std::string failure;
 
   bool loaded() const { return failure.empty(); }
@@ -150,13 +155,21 @@ const Driver& driver() {
     d.copy_dtoh = symbol<decltype(d.copy_dtoh)>(h, "cuMemcpyDtoH_v2");
     d.memset_d8 = symbol<decltype(d.memset_d8)>(h, "cuMemsetD8_v2");
     d.error_string = symbol<decltype(d.error_string)>(h, "cuGetErrorString");
+    d.event_create = symbol<decltype(d.event_create)>(h, "cuEventCreate");
+    d.event_destroy = symbol<decltype(d.event_destroy)>(h, "cuEventDestroy_v2");
+    d.event_record = symbol<decltype(d.event_record)>(h, "cuEventRecord");
+    d.event_synchronize = symbol<decltype(d.event_synchronize)>(h, "cuEventSynchronize");
+    d.event_elapsed = symbol<decltype(d.event_elapsed)>(h, "cuEventElapsedTime_v2");
+    if (d.event_elapsed == nullptr) d.event_elapsed = symbol<decltype(d.event_elapsed)>(h, "cuEventElapsedTime");
     const void* all[] = {(void*)d.init, (void*)d.driver_version, (void*)d.device_count, (void*)d.device_get,
                          (void*)d.device_name, (void*)d.device_attribute, (void*)d.total_mem,
                          (void*)d.primary_retain, (void*)d.primary_release, (void*)d.set_current,
                          (void*)d.synchronize, (void*)d.module_load, (void*)d.module_unload,
                          (void*)d.module_function, (void*)d.func_attribute, (void*)d.func_set_attribute,
                          (void*)d.launch, (void*)d.mem_alloc, (void*)d.mem_free, (void*)d.copy_htod,
-                         (void*)d.copy_dtoh, (void*)d.memset_d8, (void*)d.error_string};
+                         (void*)d.copy_dtoh, (void*)d.memset_d8, (void*)d.error_string,
+                         (void*)d.event_create, (void*)d.event_destroy, (void*)d.event_record,
+                         (void*)d.event_synchronize, (void*)d.event_elapsed};
     for (const void* fn : all) {
       if (fn == nullptr) {
         d.failure = "the loaded CUDA driver lacks required symbols (driver too old)";
@@ -354,6 +367,23 @@ class CudaDevice final : public Device {
     check(driver().synchronize(), "cuCtxSynchronize");
   }
   void make_current() override { check(driver().set_current(context_), "cuCtxSetCurrent"); }
+
+  void* create_event() override {
+    make_current();
+    CUevent e = nullptr;
+    check(driver().event_create(&e, CU_EVENT_DEFAULT), "cuEventCreate");
+    return e;
+  }
+  void destroy_event(void* e) noexcept override { driver().event_destroy(static_cast<CUevent>(e)); }
+  void record_event(void* e, Stream stream) override {
+    check(driver().event_record(static_cast<CUevent>(e), static_cast<CUstream>(stream)), "cuEventRecord");
+  }
+  float elapsed_ms(void* start, void* end) override {
+    check(driver().event_synchronize(static_cast<CUevent>(end)), "cuEventSynchronize");
+    float ms = 0;
+    check(driver().event_elapsed(&ms, static_cast<CUevent>(start), static_cast<CUevent>(end)), "cuEventElapsedTime");
+    return ms;
+  }
 
  private:
   CUdevice device_ = 0;

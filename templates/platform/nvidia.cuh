@@ -29,3 +29,52 @@ MLJ_DEVICE unsigned short mlj_float_to_half(float f) {
   asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
   return h;
 }
+
+// ---- matrix-core primitives (sm_80+): async copies, ldmatrix, mma.sync m16n8k16 ----------
+MLJ_DEVICE unsigned int mlj_smem_addr(const void* p) {
+  unsigned int a;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  return a;
+}
+// 16-byte global -> shared copy; src_bytes 0 zero-fills the destination.
+MLJ_DEVICE void mlj_cp_async16(void* smem, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(mlj_smem_addr(smem)), "l"(gmem), "r"(src_bytes));
+}
+MLJ_DEVICE void mlj_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+MLJ_DEVICE void mlj_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+MLJ_DEVICE void mlj_ldmatrix_x4(unsigned int (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mlj_smem_addr(smem)));
+}
+MLJ_DEVICE void mlj_ldmatrix_x4_trans(unsigned int (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(mlj_smem_addr(smem)));
+}
+
+// D += A (16x16, row) * B (16x8, col), fp32 accumulators; kBf16 picks bf16 or fp16 operands.
+template <bool kBf16>
+MLJ_DEVICE void mlj_mma_16816(float (&d)[4], const unsigned int (&a)[4], unsigned int b0, unsigned int b1) {
+  if (kBf16) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats -> packed bf16x2 / f16x2 (low half = first), round to nearest.
+template <bool kBf16>
+MLJ_DEVICE unsigned int mlj_pack2(float lo, float hi) {
+  unsigned int r;
+  if (kBf16) {
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  } else {
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(r) : "f"(hi), "f"(lo));
+  }
+  return r;
+}

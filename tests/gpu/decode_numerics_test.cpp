@@ -11,6 +11,7 @@
 
 #include "codegen/error.hpp"
 #include "tools/decode_check.hpp"
+#include "tuning/choose.hpp"
 
 namespace mlajit {
 namespace {
@@ -117,22 +118,30 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
   options.q_lens = c.q_lens;
   options.seed = std::hash<std::string>{}(case_name(c));
   const reference::DecodeProblem problem = reference::make_problem(spec, options);
-  const tools::DeviceRun run = tools::run_on_device(*engine, problem, c.splits);
   const reference::DecodeResult want = reference::decode(problem);
   const tools::Tolerance tol = tools::tolerance_for(spec);
-  const reference::Comparison cmp = reference::compare(want, run.out, c.lse ? &run.lse : nullptr, tol.atol, tol.rtol);
-  RecordProperty("max_abs_error", fmt::format("{:.3g}", cmp.max_abs_error));
-  RecordProperty("num_splits", run.plan.tile.num_splits);
-  std::printf("[ numerics ] %-40s splits %-3d max|err| %.3g  max|lse err| %.3g\n", case_name(c).c_str(),
-              run.plan.tile.num_splits, cmp.max_abs_error, cmp.max_lse_error);
-  EXPECT_EQ(cmp.non_finite_outputs, 0);
-  EXPECT_EQ(cmp.mismatches, 0) << "max abs error " << cmp.max_abs_error;
-  if (c.lse) {
-    EXPECT_TRUE(cmp.lse_pattern_ok) << "LSE must be -inf exactly for rows that see no key";
-    EXPECT_LT(cmp.max_lse_error, 1e-3);
-  }
-  if (c.splits > 0) {
-    EXPECT_EQ(run.plan.tile.num_splits, c.splits);
+  // Every kernel family that can serve the spec on this device, on the same problem.
+  const Target target = engine->device_info().target;
+  std::vector<KernelFamily> families = {KernelFamily::portable};
+  if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
+  for (KernelFamily family : families) {
+    SCOPED_TRACE(std::string(family_name(family)));
+    const TileConfig tile = tuning::choose_tile(spec, target, family);
+    const tools::DeviceRun run = tools::run_on_device(*engine, problem, c.splits, tile);
+    const reference::Comparison cmp = reference::compare(want, run.out, c.lse ? &run.lse : nullptr, tol.atol, tol.rtol);
+    std::printf("[ numerics ] %-44s %-8s splits %-3d max|err| %.3g  max|lse err| %.3g\n", case_name(c).c_str(),
+                std::string(family_name(family)).c_str(), run.plan.tile.num_splits, cmp.max_abs_error,
+                cmp.max_lse_error);
+    EXPECT_EQ(run.plan.tile.family, family);
+    EXPECT_EQ(cmp.non_finite_outputs, 0);
+    EXPECT_EQ(cmp.mismatches, 0) << "max abs error " << cmp.max_abs_error;
+    if (c.lse) {
+      EXPECT_TRUE(cmp.lse_pattern_ok) << "LSE must be -inf exactly for rows that see no key";
+      EXPECT_LT(cmp.max_lse_error, 1e-3);
+    }
+    if (c.splits > 0) {
+      EXPECT_EQ(run.plan.tile.num_splits, c.splits);
+    }
   }
 }
 

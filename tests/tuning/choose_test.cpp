@@ -24,7 +24,7 @@ TEST(ChooseTile, BalancesRowsOverCtas) {
 TEST(ChooseTile, FitsAmdLds) {
   Spec s;
   const TileConfig t = choose_tile(s, parse_target("gfx90a"));
-  EXPECT_LE(portable_decode_shared_bytes(s, t), 64 * 1024);
+  EXPECT_LE(decode_shared_bytes(s, t), 64 * 1024);
   EXPECT_EQ(t.warps, 4);
   EXPECT_NO_THROW(validate(t, s, parse_target("gfx90a")));
 }

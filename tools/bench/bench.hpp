@@ -1,0 +1,31 @@
+// `mlajit bench`: the BENCH.md decode suite (S1-S8) with roofline probes, L2 flushing,
+// GPU-event timing, error against the float32 reference, and the JIT costs of BENCH.md.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace mlajit::bench {
+
+struct BenchOptions {
+  std::vector<std::string> shapes;  // ids to run (default: all)
+  std::string shapes_file;          // JSON array of shape objects instead of the suite
+  int device = 0;
+  int runs = 30;
+  int warmup = 5;
+  bool flush_l2 = true;
+  bool json = false;
+  std::string out_dir = "bench/results";
+  bool roofline = true;
+  std::string family;  // force a kernel family ("portable" | "mma"); empty = the model's choice
+};
+
+// Registers the `bench` subcommand; returns it so main can test whether it ran.
+CLI::App* add_bench_command(CLI::App& app, BenchOptions& options);
+int run_bench(const BenchOptions& options);
+
+}  // namespace mlajit::bench
