@@ -20,11 +20,15 @@ struct DeviceRun {
 DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& problem, int num_kv_splits,
                         const std::optional<TileConfig>& tile = std::nullopt);
 
-// Tolerances for comparing a device result with the reference, by output dtype.
+// Tolerances for comparing a device result with the reference.
 struct Tolerance {
   double atol;
   double rtol;
 };
-Tolerance tolerance_for(const Spec& spec);
+// By output dtype, plus, for the mma family, the rounding of P to the operand type before P V:
+// |sum (p~ - p) v| / l <= u * max|v| (u = 2^-9 for bf16, 2^-12 for fp16).
+Tolerance tolerance_for(const Spec& spec, KernelFamily family = KernelFamily::portable, double max_abs_v = 0);
+// Largest finite |value| among the V columns of the KV rows a problem uses.
+double max_abs_value(const reference::DecodeProblem& problem);
 
 }  // namespace mlajit::tools

@@ -1,4 +1,4 @@
-// The `mlajit` command: gen, compile, warm, verify, info.
+// The `mlajit` command: gen, compile, warm, verify, info, cache.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -19,95 +19,14 @@
 #include "runtime/engine.hpp"
 #include "runtime/jit.hpp"
 #include "tools/bench/bench.hpp"
+#include "tools/cache_cli.hpp"
 #include "tools/catalog.hpp"
 #include "tools/decode_check.hpp"
+#include "tools/spec_flags.hpp"
 #include "tuning/choose.hpp"
 
 namespace mlajit::tools {
 namespace {
-
-// Spec flags shared by every verb that takes a spec.
-struct SpecFlags {
-  std::string op = "decode";
-  int heads = 16;
-  std::string q_dtype = "bf16", kv_dtype = "bf16", out_dtype = "bf16";
-  int kv_lora_rank = 512, rope_dim = 64, page_size = 1, s_q = 1;
-  bool no_causal = false, lse = false;
-  float logit_cap = 0.0f;
-  std::string spec_file;
-  // Tile overrides (0 = the tuning model's choice).
-  int heads_per_cta = 0, tokens_per_tile = 0, warps = 0;
-
-  void add_to(CLI::App& app) {
-    app.add_option("--op", op, "kernel family: decode")->capture_default_str();
-    app.add_option("--heads", heads, "query heads, 1..256 (one latent KV head)")->capture_default_str();
-    app.add_option("--q-dtype", q_dtype, "q dtype: bf16 | fp16 | fp8_e4m3")->capture_default_str();
-    app.add_option("--kv-dtype", kv_dtype, "KV cache dtype: bf16 | fp16 | fp8_e4m3")->capture_default_str();
-    app.add_option("--out-dtype", out_dtype, "output dtype: bf16 | fp16 | fp32")->capture_default_str();
-    app.add_option("--kv-lora-rank", kv_lora_rank, "latent width = V width (multiple of 16)")->capture_default_str();
-    app.add_option("--rope-dim", rope_dim, "rope width of q and cached rows (multiple of 16)")->capture_default_str();
-    app.add_option("--page-size", page_size, "tokens per KV page, power of two 1..256")->capture_default_str();
-    app.add_option("--sq", s_q, "query tokens per request, 1..8 (MTP / speculative verify > 1)")->capture_default_str();
-    app.add_flag("--no-causal", no_causal, "no mask across the s_q query tokens (default: bottom-right causal)");
-    app.add_option("--logit-cap", logit_cap, "soft-cap of the scaled logits (0 = off)")->capture_default_str();
-    app.add_flag("--lse", lse, "the kernel also writes the natural-log LSE");
-    app.add_option("--spec", spec_file, "read the spec from a JSON file instead of the flags");
-    app.add_option("--heads-per-cta", heads_per_cta, "override the tile: query rows per CTA");
-    app.add_option("--tokens-per-tile", tokens_per_tile, "override the tile: KV tokens per step (8/16/32/64)");
-    app.add_option("--warps", warps, "override the tile: warps (wavefronts on AMD) per CTA");
-  }
-
-  Spec spec() const {
-    if (!spec_file.empty()) {
-      std::ifstream in(spec_file);
-      if (!in) throw_invalid("--spec", "must name a readable JSON file", spec_file);
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(in);
-      } catch (const nlohmann::json::exception& e) {
-        throw_invalid("--spec", std::string("must hold valid JSON: ") + e.what(), spec_file);
-      }
-      Spec s = spec_from_json(j);
-      validate(s);
-      return s;
-    }
-    Spec s;
-    s.op = parse_op(op, "--op");
-    s.heads = heads;
-    s.q_dtype = parse_dtype(q_dtype, "--q-dtype");
-    s.kv_dtype = parse_dtype(kv_dtype, "--kv-dtype");
-    s.out_dtype = parse_dtype(out_dtype, "--out-dtype");
-    s.kv_lora_rank = kv_lora_rank;
-    s.rope_dim = rope_dim;
-    s.page_size = page_size;
-    s.s_q = s_q;
-    s.causal = !no_causal;
-    s.logit_cap = logit_cap;
-    s.return_lse = lse;
-    validate(s);
-    return s;
-  }
-
-  TileConfig tile(const Spec& s, const Target& target) const {
-    TileConfig t = tuning::choose_tile(s, target);
-    if (heads_per_cta > 0) t.heads_per_cta = heads_per_cta;
-    if (tokens_per_tile > 0) t.tokens_per_tile = tokens_per_tile;
-    if (warps > 0) t.warps = warps;
-    validate(t, s, target);
-    return t;
-  }
-};
-
-// The target: --arch, else the first CUDA device, else an error saying how to name one.
-Target resolve_target(const std::string& arch) {
-  if (!arch.empty()) return parse_target(arch, "--arch");
-  runtime::Backend& cuda = runtime::backend(Backend::cuda);
-  if (cuda.device_count() > 0) return cuda.open_device(0)->info().target;
-  runtime::Backend& hip = runtime::backend(Backend::hip);
-  if (hip.device_count() > 0) return hip.open_device(0)->info().target;
-  throw Error(ErrorCode::backend_unavailable,
-              "no GPU found to take the target from; name one with --arch (sm_80, sm_90a, gfx90a, gfx942, gfx950)");
-}
 
 std::string_view outcome_name(cache::Outcome o) {
   switch (o) {
@@ -215,7 +134,7 @@ int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, in
 
   std::vector<nlohmann::json> records(work.size());
   std::atomic<std::size_t> next{0};
-  std::atomic<int> compiled{0}, cached{0}, failed{0}, done{0};
+  std::atomic<int> compiled{0}, cached{0}, failed{0}, done{0}, recompiled{0};
   std::mutex print_mutex;
   const bool tty = isatty(STDERR_FILENO) != 0;
   const auto start = std::chrono::steady_clock::now();
@@ -227,6 +146,10 @@ int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, in
         const TileConfig tile = tuning::choose_tile(work[i].spec, work[i].target);
         const runtime::JitResult r = runtime::jit_compile(work[i].spec, tile, work[i].target, runtime::default_store());
         rec = result_json(r, work[i].target, ms_since(t0));
+        if (!r.quarantined.empty()) {
+          rec["note"] = "recompiled (damaged entry quarantined: " + r.quarantined + ")";
+          recompiled++;
+        }
         (r.outcome == cache::Outcome::compiled ? compiled : cached)++;
       } catch (const std::exception& e) {
         rec = {{"name", kernel_base_name(work[i].spec, tuning::choose_tile(work[i].spec, work[i].target))},
@@ -242,6 +165,7 @@ int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, in
                    rec["outcome"].get<std::string>().c_str(), work[i].target.arch.c_str(),
                    rec["name"].get<std::string>().c_str(), elapsed, eta, tty ? "" : "\n");
       if (rec["outcome"] == "failed") std::fprintf(stderr, "%s  error: %s\n", tty ? "\n" : "", rec["error"].get<std::string>().c_str());
+      if (rec.contains("note")) std::fprintf(stderr, "%s  %s\n", tty ? "\n" : "", rec["note"].get<std::string>().c_str());
     }
   };
   std::vector<std::thread> threads;
@@ -252,6 +176,7 @@ int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, in
 
   if (json) {
     std::cout << nlohmann::json{{"compiled", compiled.load()}, {"cached", cached.load()}, {"failed", failed.load()},
+                                {"recompiled", recompiled.load()},
                                 {"wall_s", wall}, {"entries", records}}.dump(2)
               << "\n";
   } else {
@@ -269,8 +194,8 @@ int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, in
                                r["arch"].get<std::string>(), r["outcome"].get<std::string>(),
                                r.value("code_bytes", 0), regs, spill, r.value("compile_ms", 0.0));
     }
-    std::cout << fmt::format("compiled {}, cached {}, failed {} in {:.1f} s ({} jobs)\n", compiled.load(),
-                             cached.load(), failed.load(), wall, jobs);
+    std::cout << fmt::format("compiled {} ({} recompiled after quarantine), cached {}, failed {} in {:.1f} s ({} jobs)\n",
+                             compiled.load(), recompiled.load(), cached.load(), failed.load(), wall, jobs);
   }
   return failed.load() == 0 ? 0 : 1;
 }
@@ -284,7 +209,7 @@ int cmd_verify(const SpecFlags& flags, int device, int batch, int kv_len, int sp
   const reference::DecodeProblem problem = reference::make_problem(spec, options);
   const DeviceRun run = run_on_device(engine, problem, splits);
   const reference::DecodeResult want = reference::decode(problem);
-  const Tolerance tol = tolerance_for(spec);
+  const Tolerance tol = tolerance_for(spec, run.plan.tile.family, max_abs_value(problem));
   const reference::Comparison c =
       reference::compare(want, run.out, spec.return_lse ? &run.lse : nullptr, tol.atol, tol.rtol);
   const bool ok = c.mismatches == 0 && c.lse_pattern_ok;
@@ -425,6 +350,8 @@ int main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand("info", "devices, compilers and versions, cache directory, environment");
   info->add_flag("--json", json, "machine-readable output");
 
+  CacheCommand cache_command(app);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*gen) return cmd_gen(gen_flags, gen_arch, stub_only, json);
@@ -432,6 +359,7 @@ int main(int argc, char** argv) {
     if (*warm) return cmd_warm(catalog, warm_archs, jobs, json);
     if (*verify) return cmd_verify(verify_flags, device, batch, kv_len, splits, json);
     if (*info) return cmd_info(json);
+    if (cache_command.selected()) return cache_command.run();
     if (*bench) return mlajit::bench::run_bench(bench_options);
   } catch (const mlajit::Error& e) {
     std::fprintf(stderr, "mlajit: error: %s\n", e.what());

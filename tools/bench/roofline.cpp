@@ -36,7 +36,7 @@ double median_ms(runtime::Device& device, int runs, Fn&& fn) {
 double stream_read_gb_s(runtime::Device& device) {
   Source source;
   source.kernel_name = "mlj_stream_read";
-  source.text = std::string(templates::file("probe/stream_read.cu").text);
+  source.text = std::string(templates::file("probe/stream_read.cuh").text);
   const runtime::CodeObject code = runtime::backend(device.info().target.backend).compile(source, device.info().target);
   auto module = device.load(code);
   runtime::Kernel& kernel = module->kernel("mlj_stream_read");
