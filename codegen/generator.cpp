@@ -68,6 +68,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"tokens_per_tile", std::to_string(tile.tokens_per_tile)},
       {"warps", std::to_string(tile.warps)},
       {"stages", std::to_string(tile.stages)},
+      {"min_blocks", std::to_string(decode_ctas_per_sm(spec, tile, target))},
       {"mma_bf16", spec.q_dtype == DType::bf16 ? "true" : "false"},
       {"shared_bytes", std::to_string(source.stage1_shared_bytes)},
       {"stage1_header", stage1_header},

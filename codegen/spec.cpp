@@ -1,6 +1,7 @@
 // Validation, canonical JSON and names for Spec and TileConfig.
 #include "codegen/spec.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -71,12 +72,20 @@ bool mma_family_supports(const Spec& spec, const Target& target) {
          spec.v_dim() % 128 == 0;
 }
 
+int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target) {
+  if (tile.family != KernelFamily::mma) return 1;
+  // Per-SM shared memory is the per-CTA opt-in limit plus 1 KiB reserved per CTA on sm_80/90.
+  const int per_sm = target.max_shared_bytes() + 1024;
+  return std::clamp(per_sm / (decode_shared_bytes(spec, tile) + 1024), 1, 2);
+}
+
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
   if (tile.family == KernelFamily::mma) {
     // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh.
     const int row_bytes = (spec.qk_dim() + 8) * 2;
-    return tile.stages * tile.tokens_per_tile * row_bytes + 16 * row_bytes + 4 * 16 * tile.tokens_per_tile * 4 +
-           16 * tile.tokens_per_tile * 4;
+    const int score_stride = tile.tokens_per_tile + 8;
+    return tile.stages * tile.tokens_per_tile * row_bytes + 16 * row_bytes + 4 * 16 * score_stride * 4 +
+           16 * score_stride * 4;
   }
   const int rows = tile.heads_per_cta;
   const int q_bytes = rows * spec.qk_dim() * 4;  // q staged as pre-scaled fp32

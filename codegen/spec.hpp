@@ -66,6 +66,9 @@ void validate(const TileConfig& tile, const Spec& spec, const Target& target);
 // Shared memory the decode stage-1 kernel of tile.family needs, in bytes (the generated kernel
 // static_asserts the same number).
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile);
+// CTAs of stage 1 that fit on one SM / CU at once by shared memory (the kernel is compiled
+// with this as its minimum-blocks launch bound, so registers are sized for it too).
+int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target);
 // Whether the matrix-core family can serve this spec on this target (dtypes, dims, arch).
 bool mma_family_supports(const Spec& spec, const Target& target);
 

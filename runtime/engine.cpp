@@ -117,6 +117,7 @@ DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConf
     shape.batch = a.batch;
     shape.mean_kv_tokens = double(a.num_kv_indices) * spec.page_size / a.batch;
     shape.multiprocessors = device_->info().multiprocessors;
+    shape.ctas_per_sm = decode_ctas_per_sm(spec, plan.tile, device_->info().target);
     plan.tile.num_splits = tuning::choose_splits(spec, plan.tile, shape);
   }
   validate(plan.tile, spec, device_->info().target);

@@ -22,14 +22,13 @@ TileConfig choose_tile(const Spec& spec, const Target& target) {
 TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily family) {
   TileConfig tile;
   if (family == KernelFamily::mma) {
-    // 16 rows per CTA (one mma M tile), 64-token KV tiles, two cp.async stages: 184 KiB of
-    // shared memory, one CTA per SM with a whole tile in flight while the previous is consumed.
+    // 16 rows per CTA (one mma M tile), 32-token KV tiles, two cp.async stages: ~106 KiB of
+    // shared memory, so two CTAs share an SM and one's barriers hide behind the other's math.
     tile.family = KernelFamily::mma;
     tile.heads_per_cta = 16;
     tile.warps = 8;
-    tile.tokens_per_tile = 64;
+    tile.tokens_per_tile = 32;
     tile.stages = 2;
-    if (decode_shared_bytes(spec, tile) > target.max_shared_bytes()) tile.tokens_per_tile = 32;
     validate(tile, spec, target);
     return tile;
   }
@@ -58,7 +57,7 @@ int choose_splits(const Spec& spec, const TileConfig& tile, const DecodeShape& s
   const int row_groups = (rows + tile.heads_per_cta - 1) / tile.heads_per_cta;
   const double ctas_per_split = double(std::max(1, shape.batch)) * row_groups;
   const double kv = std::max(1.0, shape.mean_kv_tokens);
-  const int cu = std::max(1, shape.multiprocessors);
+  const int cu = std::max(1, shape.multiprocessors) * shape.ctas_per_sm;
   const int max_useful = std::max(1, int(std::ceil(kv / tile.tokens_per_tile)));
   int best = 1;
   double best_score = -1.0;
@@ -79,7 +78,9 @@ int choose_splits(const Spec& spec, const TileConfig& tile, const DecodeShape& s
 Choice choose(const Spec& spec, const Target& target, const DecodeShape& shape) {
   Choice choice;
   choice.tile = choose_tile(spec, target);
-  choice.tile.num_splits = choose_splits(spec, choice.tile, shape, &choice.scores);
+  DecodeShape resident = shape;
+  resident.ctas_per_sm = decode_ctas_per_sm(spec, choice.tile, target);
+  choice.tile.num_splits = choose_splits(spec, choice.tile, resident, &choice.scores);
   return choice;
 }
 

@@ -14,6 +14,7 @@ struct DecodeShape {
   int batch = 1;
   double mean_kv_tokens = 0;  // AITER: kv_indices length / batch, in tokens
   int multiprocessors = 132;  // SMs / CUs of the device
+  int ctas_per_sm = 1;        // stage-1 CTAs resident per SM (decode_ctas_per_sm)
 };
 
 struct SplitScore {
@@ -34,7 +35,8 @@ TileConfig choose_tile(const Spec& spec, const Target& target);
 TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily family);
 
 // AITER's split rule (mla-semantics §1.3), widened to 64 splits and capped so each split has
-// at least one KV tile: score(i) = wave efficiency(i) * kv / (kv + overhead * i).
+// at least one KV tile: score(i) = wave efficiency(i) * kv / (kv + overhead * i), where a wave
+// is multiprocessors * ctas_per_sm CTAs.
 int choose_splits(const Spec& spec, const TileConfig& tile, const DecodeShape& shape,
                   std::vector<SplitScore>* scores = nullptr);
 

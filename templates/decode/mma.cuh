@@ -32,11 +32,14 @@ struct MmaDecodeLayout {
   static constexpr int kVColsPerWarp = kVDim / kWarps;
   static constexpr int kVNTiles = kVColsPerWarp / 8;
   static constexpr int kChunksPerRow = kQkDim * 2 / 16;  // 16-byte copies per KV row
+  static constexpr int kThreadsPerToken = kWarps * 32 / kTile;  // threads copying one KV row
+  static constexpr int kChunksPerThread = kChunksPerRow / kThreadsPerToken;
+  static constexpr int kScoreStride = kTile + 8;  // floats; float2 accesses of a fragment hit distinct banks
   // Shared memory, in bytes.
   static constexpr int kStageBytes = kTile * kRowElems * 2;
   static constexpr int kQBytes = kRows * kRowElems * 2;
-  static constexpr int kPartialBytes = kKSplit * kRows * kTile * 4;
-  static constexpr int kScoreBytes = kRows * kTile * 4;
+  static constexpr int kPartialBytes = kKSplit * kRows * kScoreStride * 4;
+  static constexpr int kScoreBytes = kRows * kScoreStride * 4;
   static constexpr int kTotalBytes = kStages * kStageBytes + kQBytes + kPartialBytes + kScoreBytes;
 };
 
@@ -53,6 +56,7 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
   static_assert(L::kQkDim % 64 == 0 && L::kVDim % 128 == 0, "mma decode needs qk_dim % 64 == 0, v_dim % 128 == 0");
   static_assert(L::kTile % 32 == 0, "tokens per tile must be a multiple of 32");
   static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
+  static_assert(L::kChunksPerRow % L::kThreadsPerToken == 0, "a KV row must split evenly over its threads");
 
   const int tid = threadIdx.x;
   const int lane = tid % 32;
@@ -83,30 +87,34 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
   float* score_s = partial_s + L::kKSplit * L::kRows * L::kTile;                   // [16][kTile]
 
   const Storage* kv_base = static_cast<const Storage*>(p.kv);
-  auto load_tile = [&](int tile, int slot) {
-    const int tile_start = kv_lo + tile * L::kTile;
-    Storage* dst = kv_s + slot * L::kTile * L::kRowElems;
-    for (int i = tid; i < L::kTile * L::kChunksPerRow; i += L::kWarps * 32) {
-      const int j = i / L::kChunksPerRow;
-      const int c = i - j * L::kChunksPerRow;
-      const int pos = tile_start + j;
-      const Storage* src = kv_base;
-      int bytes = 0;
-      if (pos < cta_kv_end) {
-        const int page = p.kv_indices[page_begin + pos / kPageSize];
-        src = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % kPageSize) * L::kQkDim + c * 8;
-        bytes = 16;
-      }
-      mlj_cp_async16(dst + j * L::kRowElems + c * 8, src, bytes);
+  // Each thread copies kChunksPerThread 16-byte pieces of one token's row per tile. The row's
+  // address (a page-table lookup) is resolved one tile ahead, so the index load's latency hides
+  // behind the current tile's math instead of stalling the copy loop.
+  const int my_token = tid / L::kThreadsPerToken;
+  const int my_sub = tid % L::kThreadsPerToken;
+  auto row_source = [&](int tile) -> const Storage* {
+    const int pos = kv_lo + tile * L::kTile + my_token;
+    if (tile >= num_tiles || pos >= cta_kv_end) return nullptr;
+    const int page = p.kv_indices[page_begin + pos / kPageSize];
+    return kv_base + (long long)page * p.kv_page_stride + (long long)(pos % kPageSize) * L::kQkDim;
+  };
+  auto load_tile = [&](const Storage* src, int slot) {
+    Storage* dst = kv_s + slot * L::kTile * L::kRowElems + my_token * L::kRowElems;
+#pragma unroll
+    for (int k = 0; k < L::kChunksPerThread; ++k) {
+      const int c = my_sub + k * L::kThreadsPerToken;
+      // A null source (past the range) zero-fills: 0 * p stays finite.
+      mlj_cp_async16(dst + c * 8, src != nullptr ? src + c * 8 : kv_base, src != nullptr ? 16 : 0);
     }
   };
 
   // Start the KV pipeline, then stage Q (zeros for rows outside the request).
 #pragma unroll
   for (int s = 0; s < L::kStages - 1; ++s) {
-    if (s < num_tiles) load_tile(s, s);
+    if (s < num_tiles) load_tile(row_source(s), s);
     mlj_cp_async_commit();
   }
+  const Storage* prefetched_source = row_source(L::kStages - 1);
   const Storage* q_base = static_cast<const Storage*>(p.q);
   for (int i = tid; i < L::kRows * (L::kQkDim / 8); i += L::kWarps * 32) {
     const int r = i / (L::kQkDim / 8);
@@ -122,15 +130,9 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
   }
   mlj_barrier();
 
-  // This warp's Q fragments (its quarter of the qk dimension) stay in registers.
+  // Warp roles for S: a token half of the tile and a quarter of the qk dimension.
   const int token_group = warp % 2;
   const int k_quarter = warp / 2;
-  unsigned int q_frag[L::kKStepsPerWarp][4];
-#pragma unroll
-  for (int ks = 0; ks < L::kKStepsPerWarp; ++ks) {
-    const int k0 = (k_quarter * L::kKStepsPerWarp + ks) * 16;
-    mlj_ldmatrix_x4(q_frag[ks], q_s + (lane % 16) * L::kRowElems + k0 + (lane / 16) * 8);
-  }
 
   // Per-thread softmax state for the fragment rows lane/4 and lane/4 + 8.
   const int frag_row0 = lane / 4;
@@ -148,8 +150,9 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
     mlj_barrier();  // tile `tile` has landed for all threads; slot (tile - 1) is free
     {
       const int next = tile + L::kStages - 1;
-      if (next < num_tiles) load_tile(next, next % L::kStages);
+      if (next < num_tiles) load_tile(prefetched_source, next % L::kStages);
       mlj_cp_async_commit();
+      prefetched_source = row_source(next + 1);
     }
     const Storage* k_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
     const int tile_start = kv_lo + tile * L::kTile;
@@ -161,24 +164,25 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
 #pragma unroll
     for (int ks = 0; ks < L::kKStepsPerWarp; ++ks) {
       const int k0 = (k_quarter * L::kKStepsPerWarp + ks) * 16;
+      // Q fragments come from shared memory each tile: registers stay free for occupancy.
+      unsigned int q_frag[4];
+      mlj_ldmatrix_x4(q_frag, q_s + (lane % 16) * L::kRowElems + k0 + (lane / 16) * 8);
 #pragma unroll
       for (int n = 0; n < L::kNTilesPerWarp; n += 2) {
         const int mat = lane / 8;
         const int token = token_group * L::kTokensPerWarp + n * 8 + (mat / 2) * 8 + lane % 8;
         unsigned int b[4];
         mlj_ldmatrix_x4(b, k_tile + token * L::kRowElems + k0 + (mat % 2) * 8);
-        mlj_mma_16816<kBf16>(s_acc[n], q_frag[ks], b[0], b[1]);
-        mlj_mma_16816<kBf16>(s_acc[n + 1], q_frag[ks], b[2], b[3]);
+        mlj_mma_16816<kBf16>(s_acc[n], q_frag, b[0], b[1]);
+        mlj_mma_16816<kBf16>(s_acc[n + 1], q_frag, b[2], b[3]);
       }
     }
-    float* my_partial = partial_s + k_quarter * L::kRows * L::kTile;
+    float* my_partial = partial_s + k_quarter * L::kRows * L::kScoreStride;
 #pragma unroll
     for (int n = 0; n < L::kNTilesPerWarp; ++n) {
       const int col = token_group * L::kTokensPerWarp + n * 8 + (lane % 4) * 2;
-      my_partial[frag_row0 * L::kTile + col] = s_acc[n][0];
-      my_partial[frag_row0 * L::kTile + col + 1] = s_acc[n][1];
-      my_partial[frag_row1 * L::kTile + col] = s_acc[n][2];
-      my_partial[frag_row1 * L::kTile + col + 1] = s_acc[n][3];
+      *reinterpret_cast<Float2*>(my_partial + frag_row0 * L::kScoreStride + col) = Float2{s_acc[n][0], s_acc[n][1]};
+      *reinterpret_cast<Float2*>(my_partial + frag_row1 * L::kScoreStride + col) = Float2{s_acc[n][2], s_acc[n][3]};
     }
     mlj_barrier();
 
@@ -186,8 +190,9 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
     for (int i = tid; i < L::kRows * L::kTile; i += L::kWarps * 32) {
       const int r = i / L::kTile;
       const int j = i - r * L::kTile;
-      float s = partial_s[i] + partial_s[i + L::kRows * L::kTile] + partial_s[i + 2 * L::kRows * L::kTile] +
-                partial_s[i + 3 * L::kRows * L::kTile];
+      const int at = r * L::kScoreStride + j;
+      constexpr int kPart = L::kRows * L::kScoreStride;
+      float s = partial_s[at] + partial_s[at + kPart] + partial_s[at + 2 * kPart] + partial_s[at + 3 * kPart];
       s *= logit_scale;
       if (Cfg::kLogitCap > 0.0f) s = Cfg::kLogitCap * mlj_tanh(s / Cfg::kLogitCap);
       s *= kLog2e;
@@ -195,7 +200,7 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
       const int t = row / kHeads;
       const int row_kv_end = Cfg::kCausal ? min_int(kv_hi, kv_len - q_count + t + 1) : kv_hi;
       const bool visible = row < rows_in_request && tile_start + j < row_kv_end;
-      score_s[i] = visible ? s : mlj_neg_inf();
+      score_s[at] = visible ? s : mlj_neg_inf();
     }
     mlj_barrier();
 
@@ -205,14 +210,16 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
     float tile_max[2] = {mlj_neg_inf(), mlj_neg_inf()};
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const float* srow = score_s + (rr == 0 ? frag_row0 : frag_row1) * L::kTile;
+      const float* srow = score_s + (rr == 0 ? frag_row0 : frag_row1) * L::kScoreStride;
 #pragma unroll
       for (int kk = 0; kk < kPSteps; ++kk) {
         const int c = kk * 16 + (lane % 4) * 2;
-        pv[rr][kk][0] = srow[c];
-        pv[rr][kk][1] = srow[c + 1];
-        pv[rr][kk][2] = srow[c + 8];
-        pv[rr][kk][3] = srow[c + 9];
+        const Float2 lo = *reinterpret_cast<const Float2*>(srow + c);
+        const Float2 hi = *reinterpret_cast<const Float2*>(srow + c + 8);
+        pv[rr][kk][0] = lo.x;
+        pv[rr][kk][1] = lo.y;
+        pv[rr][kk][2] = hi.x;
+        pv[rr][kk][3] = hi.y;
         tile_max[rr] = fmaxf(tile_max[rr], fmaxf(fmaxf(pv[rr][kk][0], pv[rr][kk][1]), fmaxf(pv[rr][kk][2], pv[rr][kk][3])));
       }
     }

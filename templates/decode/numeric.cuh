@@ -8,6 +8,10 @@ struct alignas(16) Vec16 {
   unsigned int w[4];
 };
 
+struct alignas(8) Float2 {
+  float x, y;
+};
+
 struct bf16 {
   using storage = unsigned short;
   static MLJ_DEVICE float to_float(storage v) { return mlj_bits_to_float(((unsigned int)v) << 16); }

@@ -139,7 +139,10 @@ TEST(KernelName, IsReadable) {
   s.s_q = 2;
   s.kv_dtype = DType::fp8_e4m3;
   TileConfig t;
-  EXPECT_EQ(kernel_base_name(s, t), "mla_decode_q-bf16_kv-fp8_e4m3_o-bf16_h128_sq2_ps64_d512-64_hc16_bn32_w8");
+  EXPECT_EQ(kernel_base_name(s, t), "mla_decode_q-bf16_kv-fp8_e4m3_o-bf16_h128_sq2_ps64_d512-64_simt_hc16_bn32_w8");
+  t.family = KernelFamily::mma;
+  t.stages = 2;
+  EXPECT_EQ(kernel_base_name(s, t), "mla_decode_q-bf16_kv-fp8_e4m3_o-bf16_h128_sq2_ps64_d512-64_mma_hc16_bn32_w8_st2");
 }
 
 }  // namespace
