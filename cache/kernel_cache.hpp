@@ -1,6 +1,6 @@
 // The kernel cache: key hashing, the on-disk store (atomic publish, per-key locks, integrity
-// checks, versioned layout) and the compile-once protocol. Knows nothing about GPUs: the code
-// object is bytes plus a JSON manifest.
+// checks, versioned layout, layers, size budget) and the compile-once protocol. Knows nothing
+// about GPUs: the code object is bytes plus a JSON manifest.
 #pragma once
 
 #include <chrono>
@@ -53,18 +53,27 @@ enum class Outcome { memory_hit, disk_hit, compiled };
 
 // Root of the user cache: $MLAJIT_CACHE_DIR, else $XDG_CACHE_HOME/mlajit, else ~/.cache/mlajit.
 std::filesystem::path default_root();
+// The read-only system layer: $MLAJIT_CACHE_SYSTEM_DIR, or nullopt.
+std::optional<std::filesystem::path> default_system_root();
 
+// <root>/v1/<backend>-<arch>/<shard>/<readable-name>.<hash16>/{key.json, manifest.json,
+// code.cubin | code.hsaco}; see entry_files.hpp. The user layer (root) is read and written; an
+// optional system layer (an admin's pre-warmed cache) is searched first and never written.
 class DiskStore {
  public:
-  explicit DiskStore(std::filesystem::path root);
+  explicit DiskStore(std::filesystem::path root, std::optional<std::filesystem::path> system_root = std::nullopt);
 
   const std::filesystem::path& root() const { return root_; }
+  const std::optional<std::filesystem::path>& system_root() const { return system_root_; }
   // <root>/v1/<backend>-<arch>/<shard>/<entry_name>
   std::filesystem::path entry_dir(const KernelKey& key) const;
 
-  // A verified entry, or nullopt on a miss. A damaged entry (size / checksum / key mismatch) is
-  // moved aside into <root>/v1/quarantine, reported on stderr, and counts as a miss.
-  std::optional<Entry> load(const KernelKey& key) const;
+  // A verified entry, or nullopt on a miss. The system layer is searched first. A damaged user
+  // entry (size / checksum / key mismatch) is moved aside into <root>/v1/quarantine, reported on
+  // stderr and in `*quarantined` (the reason), and counts as a miss; a damaged system entry is
+  // reported and skipped. A user-layer hit refreshes the entry's last-use stamp (its
+  // directory's mtime, at most once a minute), which is what gc's LRU order reads.
+  std::optional<Entry> load(const KernelKey& key, std::string* quarantined = nullptr) const;
 
   // Publishes atomically (temporary directory inside the root, fsync, rename). Returns false and
   // leaves nothing half-written when the disk refuses (read-only, full); the caller still has
@@ -72,22 +81,33 @@ class DiskStore {
   bool store(const KernelKey& key, const Entry& entry) const;
 
   // Compile-once across threads and processes: load; else take the key's lock, load again, else
-  // call compile() and publish. `outcome` says which happened. compile() throwing leaves the
+  // call compile() and publish (then, with a size limit, evict least-recently-used entries).
+  // `outcome` says which happened; `quarantined` as for load(). compile() throwing leaves the
   // store as it was.
-  Entry get_or_create(const KernelKey& key, const std::function<Entry()>& compile, Outcome* outcome) const;
+  Entry get_or_create(const KernelKey& key, const std::function<Entry()>& compile, Outcome* outcome,
+                      std::string* quarantined = nullptr) const;
 
   // How long get_or_create waits on a key's lock held by someone else: after `report_after` it
   // says once on stderr who holds it; after `give_up_after` it throws Error(cache_error).
   // Defaults 10 s and 600 s; tests shorten them.
   void set_lock_timeouts(std::chrono::milliseconds report_after, std::chrono::milliseconds give_up_after);
+  // Byte budget of the user layer, enforced after every publish (nullopt: unbounded).
+  void set_size_limit(std::optional<std::uint64_t> bytes) { size_limit_ = bytes; }
+  std::optional<std::uint64_t> size_limit() const { return size_limit_; }
 
-  // <root>/v1/locks/<hash>.lock: the key's lock file (never deleted; see kernel_cache.cpp).
+  // <root>/v1/locks/<hash>.lock: the key's lock file (never deleted; see key_lock.hpp).
   std::filesystem::path lock_path(const KernelKey& key) const;
   // <root>/v1/quarantine: where damaged entries are moved.
   std::filesystem::path quarantine_dir() const;
 
  private:
+  std::optional<Entry> load_layer(const std::filesystem::path& layer_root, const KernelKey& key, bool writable,
+                                  bool lock_held, std::string* quarantined) const;
+  std::optional<Entry> load_any(const KernelKey& key, bool lock_held, std::string* quarantined) const;
+
   std::filesystem::path root_;
+  std::optional<std::filesystem::path> system_root_;
+  std::optional<std::uint64_t> size_limit_;
   std::chrono::milliseconds lock_report_after_{std::chrono::seconds(10)};
   std::chrono::milliseconds lock_give_up_after_{std::chrono::seconds(600)};
 };

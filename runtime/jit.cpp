@@ -2,6 +2,7 @@
 #include "runtime/jit.hpp"
 
 #include "cache/environment.hpp"
+#include "cache/gc.hpp"
 #include "codegen/error.hpp"
 
 namespace mlajit::runtime {
@@ -47,12 +48,27 @@ CodeObject from_entry(const cache::Entry& entry) {
   return code;
 }
 
+// MLAJIT_DISABLE_JIT=1: production runs only what was warmed; a miss names the kernel.
+[[noreturn]] void refuse_to_compile(const cache::KernelKey& key, const cache::DiskStore* store) {
+  std::string searched = "the disk cache is disabled (MLAJIT_DISABLE_CACHE=1)";
+  if (store != nullptr) {
+    searched = "searched " + store->root().string();
+    if (store->system_root()) searched += " and the system layer " + store->system_root()->string();
+  }
+  throw Error(ErrorCode::cache_error,
+              "MLAJIT_DISABLE_JIT=1 and the kernel cache has no entry for " + key.readable_name + " (" +
+                  key.fields.value("arch", std::string()) + ", key " + key.hash + "; " + searched +
+                  "); warm it ahead of time with `mlajit warm` or import a bundle");
+}
+
 }  // namespace
 
 const cache::DiskStore* default_store() {
   static const std::optional<cache::DiskStore> store = []() -> std::optional<cache::DiskStore> {
     if (read_environment("MLAJIT_DISABLE_CACHE") == "1") return std::nullopt;
-    return cache::DiskStore(cache::default_root());
+    cache::DiskStore disk(cache::default_root(), cache::default_system_root());
+    disk.set_size_limit(cache::size_limit_from_environment());
+    return disk;
   }();
   return store ? &*store : nullptr;
 }
@@ -79,13 +95,18 @@ JitResult jit_compile(const Spec& spec, const TileConfig& tile, const Target& ta
   result.source = generate(spec, tile, target);
   Backend& compiler = backend(target.backend);
   result.key = kernel_key(result.source, spec, tile, target, compiler);
-  auto compile = [&] { return to_entry(compiler.compile(result.source, target)); };
+  // Read only on a miss, so hits never look at the environment.
+  const auto compile_code = [&] {
+    if (read_environment("MLAJIT_DISABLE_JIT") == "1") refuse_to_compile(result.key, store);
+    return compiler.compile(result.source, target);
+  };
   if (store == nullptr) {
-    result.code = compiler.compile(result.source, target);
+    result.code = compile_code();
     result.outcome = cache::Outcome::compiled;
     return result;
   }
-  result.code = from_entry(store->get_or_create(result.key, compile, &result.outcome));
+  const auto compile = [&] { return to_entry(compile_code()); };
+  result.code = from_entry(store->get_or_create(result.key, compile, &result.outcome, &result.quarantined));
   return result;
 }
 

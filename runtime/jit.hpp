@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 
 #include "cache/kernel_cache.hpp"
 #include "runtime/backend.hpp"
@@ -14,9 +15,13 @@ struct JitResult {
   cache::KernelKey key;
   CodeObject code;
   cache::Outcome outcome = cache::Outcome::compiled;
+  // Non-empty when a damaged cache entry of this key was quarantined first (the reason), so the
+  // compile was a recompile.
+  std::string quarantined;
 };
 
-// The cache the process uses: the default root unless MLAJIT_DISABLE_CACHE=1 (then none).
+// The cache the process uses: the default root (with MLAJIT_CACHE_SYSTEM_DIR as its read-only
+// layer and MLAJIT_CACHE_MAX_SIZE as its budget) unless MLAJIT_DISABLE_CACHE=1 (then none).
 const cache::DiskStore* default_store();
 
 // The key of a kernel: spec, kernel-shaping tile fields, target, compiler identity and options,
@@ -25,7 +30,8 @@ cache::KernelKey kernel_key(const Source& source, const Spec& spec, const TileCo
                             const Target& target, Backend& backend);
 
 // Generates and compiles through `store` (nullptr: compile in memory only). Throws
-// invalid_argument for a bad spec/tile, compile_failed with the log, backend_unavailable.
+// invalid_argument for a bad spec/tile, compile_failed with the log, backend_unavailable, and
+// cache_error on a miss when MLAJIT_DISABLE_JIT=1.
 JitResult jit_compile(const Spec& spec, const TileConfig& tile, const Target& target,
                       const cache::DiskStore* store);
 

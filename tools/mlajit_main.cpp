@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -109,15 +108,7 @@ int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, in
   if (catalog_file.empty()) {
     specs = default_catalog();
   } else {
-    std::ifstream in(catalog_file);
-    if (!in) throw_invalid("--catalog", "must name a readable JSON file", catalog_file);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw_invalid("--catalog", std::string("must hold valid JSON: ") + e.what(), catalog_file);
-    }
-    specs = catalog_from_json(j, catalog_file);
+    specs = catalog_from_json(read_json_file(catalog_file, "--catalog"), catalog_file);
   }
   if (archs.empty()) archs.push_back(resolve_target("").arch);
   std::vector<Target> targets;

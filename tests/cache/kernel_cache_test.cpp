@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "codegen/error.hpp"
+#include "tests/cache/cache_test_support.hpp"
 
 namespace mlajit::cache {
 namespace {
@@ -29,71 +30,9 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// A fixed, realistic set of key fields. Its hash is pinned below: if GoldenHash fails, every
-// user's cache was silently invalidated (or worse, old entries may load for new code).
-KeyFields golden_fields() {
-  KeyFields fields;
-  fields.spec = {{"variant", "decode"}, {"q_dtype", "bf16"}, {"kv_dtype", "bf16"}, {"num_heads", 16},
-                 {"kv_lora_rank", 512}, {"rope_dim", 64},    {"page_size", 64},    {"s_q", 1}};
-  fields.tile = {{"heads_per_cta", 16}, {"tokens_per_tile", 64}, {"warps", 8}, {"stages", 2}};
-  fields.backend = "cuda";
-  fields.arch = "sm_90a";
-  fields.compiler = "nvrtc";
-  fields.compiler_version = "12.8";
-  fields.generator_version = 1;
-  fields.template_digest = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-  fields.compile_options = {"--std=c++17", "-default-device"};
-  return fields;
-}
+using namespace test_support;
 
-constexpr const char* k_name = "mla_decode_q-bf16_kv-bf16_h16_sq1_ps64_bn64";
-
-KernelKey golden_key() { return make_key(golden_fields(), k_name); }
-
-Entry make_entry(const std::string& payload) {
-  Entry entry;
-  entry.code.assign(payload.begin(), payload.end());
-  entry.manifest = {{"registers", 128}, {"shared_bytes", 49152}, {"log", "ok"}};
-  return entry;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-std::size_t count_entries(const fs::path& dir) {
-  std::error_code error;
-  if (!fs::exists(dir, error)) return 0;
-  return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
-}
-
-std::size_t count_occurrences(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (std::size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
-  return count;
-}
-
-// A fresh directory per test, removed afterwards (permissions restored first).
-class DiskStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    std::random_device random;
-    base_ = fs::temp_directory_path() /
-            ("mlajit-cache-test-" + std::to_string(::getpid()) + "-" + std::to_string(random()));
-    fs::create_directories(base_);
-    root_ = base_ / "root";
-  }
-  void TearDown() override {
-    std::error_code error;
-    for (const fs::path& dir : made_read_only_) fs::permissions(dir, fs::perms::owner_all, error);
-    fs::remove_all(base_, error);
-  }
-
-  fs::path base_;
-  fs::path root_;
-  std::vector<fs::path> made_read_only_;
-};
+class DiskStoreTest : public CacheDirTest {};
 
 // ---- keys ----
 
@@ -602,6 +541,113 @@ TEST_F(DiskStoreTest, NonObjectManifestIsRefusedWithAWarning) {
   const std::string warning = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(warning.find("not a JSON object"), std::string::npos) << warning;
   EXPECT_FALSE(fs::exists(store.entry_dir(golden_key())));
+}
+
+// ---- code file names, quarantine reports, layers, last use ----
+
+TEST_F(DiskStoreTest, CodeFileIsNamedByFormat) {
+  const DiskStore store(root_);
+  const struct {
+    int heads;
+    const char* format;
+    const char* file;
+  } cases[] = {{1, "cubin", "code.cubin"}, {2, "hsaco", "code.hsaco"}, {3, "", "code.bin"}, {4, "../../evil", "code.bin"}};
+  for (const auto& c : cases) {
+    const KernelKey key = key_with_heads(c.heads);
+    ASSERT_TRUE(store.store(key, make_entry("code", c.format))) << c.format;
+    EXPECT_EQ(read_text(store.entry_dir(key) / c.file), "code") << c.format;
+    EXPECT_EQ(count_entries(store.entry_dir(key)), 3u) << c.format;
+    ASSERT_TRUE(store.load(key).has_value()) << c.format;
+  }
+}
+
+TEST_F(DiskStoreTest, GetOrCreateReportsWhatItQuarantined) {
+  const DiskStore store(root_);
+  const KernelKey key = golden_key();
+  ASSERT_TRUE(store.store(key, make_entry("original", "cubin")));
+  fs::resize_file(store.entry_dir(key) / "code.cubin", 3);
+
+  std::string quarantined;
+  Outcome outcome = Outcome::memory_hit;
+  ::testing::internal::CaptureStderr();
+  store.get_or_create(key, [] { return make_entry("recompiled", "cubin"); }, &outcome, &quarantined);
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(outcome, Outcome::compiled);
+  EXPECT_NE(quarantined.find("code.cubin has 3 bytes"), std::string::npos) << quarantined;
+
+  quarantined.clear();
+  store.get_or_create(key, []() -> Entry { throw std::logic_error("must not compile"); }, &outcome, &quarantined);
+  EXPECT_EQ(outcome, Outcome::disk_hit);
+  EXPECT_TRUE(quarantined.empty()) << quarantined;
+}
+
+TEST_F(DiskStoreTest, SystemLayerIsSearchedFirstAndNeverWritten) {
+  const fs::path system_root = base_ / "system";
+  ASSERT_TRUE(DiskStore(system_root).store(golden_key(), make_entry("from the system layer", "cubin")));
+  ASSERT_TRUE(DiskStore(root_).store(golden_key(), make_entry("from the user layer", "cubin")));
+  const DiskStore layered(root_, system_root);
+
+  Outcome outcome = Outcome::memory_hit;
+  const Entry hit = layered.get_or_create(golden_key(), []() -> Entry { throw std::logic_error("no"); }, &outcome);
+  EXPECT_EQ(outcome, Outcome::disk_hit);
+  EXPECT_EQ(hit.code, make_entry("from the system layer").code);
+
+  // A miss in both layers is compiled into the user layer only.
+  const KernelKey other = key_with_heads(32);
+  layered.get_or_create(other, [] { return make_entry("compiled", "cubin"); }, &outcome);
+  EXPECT_EQ(outcome, Outcome::compiled);
+  EXPECT_TRUE(fs::is_directory(layered.entry_dir(other)));
+  EXPECT_FALSE(DiskStore(system_root).load(other).has_value());
+  EXPECT_FALSE(fs::exists(system_root / "v1" / "locks")) << "nothing may be written into the system layer";
+}
+
+TEST_F(DiskStoreTest, DamagedSystemEntryIsSkippedNotMoved) {
+  const fs::path system_root = base_ / "system";
+  const DiskStore system(system_root);
+  ASSERT_TRUE(system.store(golden_key(), make_entry("system code", "cubin")));
+  fs::resize_file(system.entry_dir(golden_key()) / "code.cubin", 2);
+  const DiskStore layered(root_, system_root);
+
+  ::testing::internal::CaptureStderr();
+  EXPECT_FALSE(layered.load(golden_key()).has_value());
+  const std::string warning = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(warning.find("ignoring damaged entry " + system.entry_dir(golden_key()).string() +
+                         " of the read-only system cache"),
+            std::string::npos)
+      << warning;
+  EXPECT_TRUE(fs::is_directory(system.entry_dir(golden_key()))) << "the system layer is never modified";
+  EXPECT_FALSE(fs::exists(system.quarantine_dir()));
+}
+
+TEST_F(DiskStoreTest, HitRefreshesTheLastUseStampAtMostOnceAMinute) {
+  const DiskStore store(root_);
+  const KernelKey key = golden_key();
+  ASSERT_TRUE(store.store(key, make_entry("code", "cubin")));
+  const fs::path dir = store.entry_dir(key);
+
+  age(dir, 30);
+  const long recent = mtime_seconds(dir);
+  ASSERT_TRUE(store.load(key).has_value());
+  EXPECT_EQ(mtime_seconds(dir), recent) << "a stamp younger than a minute is left alone";
+
+  age(dir, 2 * 3600);
+  ASSERT_TRUE(store.load(key).has_value());
+  EXPECT_GT(mtime_seconds(dir), recent) << "a hit refreshes an old stamp";
+}
+
+TEST_F(DiskStoreTest, UnusableRootWarnsOncePerProcess) {
+  std::ofstream(base_ / "a_file") << "not a directory";
+  const DiskStore store(base_ / "a_file" / "cache");
+  ::testing::internal::CaptureStderr();
+  for (int heads : {1, 2, 3}) {
+    Outcome outcome = Outcome::memory_hit;
+    const Entry entry = store.get_or_create(key_with_heads(heads), [] { return make_entry("code"); }, &outcome);
+    EXPECT_EQ(outcome, Outcome::compiled);
+    EXPECT_EQ(entry.code, make_entry("code").code);
+  }
+  const std::string warning = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count_occurrences(warning, "mlajit: warning:"), 1u) << warning;
+  EXPECT_NE(warning.find("without caching"), std::string::npos) << warning;
 }
 
 }  // namespace

@@ -146,6 +146,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_flag("!--no-flush", o.flush_l2, "do not flush L2 between timed runs");
   cmd->add_flag("!--no-roofline", o.roofline, "skip the roofline probes");
   cmd->add_option("--family", o.family, "force a kernel family: portable | mma (default: the model's choice)");
+  cmd->add_option("--tokens-per-tile", o.tokens_per_tile, "override the tile's KV tokens per step");
+  cmd->add_option("--stages", o.stages, "override the tile's pipeline stages");
+  cmd->add_option("--splits", o.splits, "force the KV split count");
+  cmd->add_option("--tag", o.tag, "suffix for the results file name");
   cmd->add_option("--out-dir", o.out_dir, "where the JSON results go (<card>-<date>.json)")->capture_default_str();
   cmd->add_flag("--json", o.json, "print the JSON results instead of the table");
   return cmd;
@@ -200,10 +204,17 @@ int run_bench(const BenchOptions& o) {
     po.extra_indices = 0;
     const reference::DecodeProblem problem = reference::make_problem(spec, po);
     std::optional<TileConfig> tile;
-    if (!o.family.empty()) {
-      const KernelFamily family = o.family == "mma" ? KernelFamily::mma : KernelFamily::portable;
-      if (o.family != "mma" && o.family != "portable") throw_invalid("--family", "must be portable or mma", o.family);
-      tile = tuning::choose_tile(spec, info.target, family);
+    if (!o.family.empty() || o.tokens_per_tile > 0 || o.stages > 0 || o.splits > 0) {
+      if (!o.family.empty() && o.family != "mma" && o.family != "portable") {
+        throw_invalid("--family", "must be portable or mma", o.family);
+      }
+      tile = o.family.empty() ? tuning::choose_tile(spec, info.target)
+                              : tuning::choose_tile(spec, info.target,
+                                                    o.family == "mma" ? KernelFamily::mma : KernelFamily::portable);
+      if (o.tokens_per_tile > 0) tile->tokens_per_tile = o.tokens_per_tile;
+      if (o.stages > 0) tile->stages = o.stages;
+      tile->num_splits = o.splits;
+      validate(*tile, spec, info.target);
     }
     DeviceProblem d = upload(engine, problem, tile);
     const DecodePlan plan = engine.plan_decode(d.args, tile);
@@ -278,7 +289,7 @@ int run_bench(const BenchOptions& o) {
     std::filesystem::create_directories(o.out_dir);
     std::string card = info.name;
     std::replace(card.begin(), card.end(), ' ', '_');
-    const std::string path = fmt::format("{}/{}-{}.json", o.out_dir, card, today());
+    const std::string path = fmt::format("{}/{}-{}{}.json", o.out_dir, card, today(), o.tag.empty() ? "" : "-" + o.tag);
     std::ofstream(path) << doc.dump(2) << "\n";
     std::fprintf(stderr, "bench: wrote %s\n", path.c_str());
   }

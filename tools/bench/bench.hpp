@@ -22,6 +22,10 @@ struct BenchOptions {
   std::string out_dir = "bench/results";
   bool roofline = true;
   std::string family;  // force a kernel family ("portable" | "mma"); empty = the model's choice
+  int tokens_per_tile = 0;  // tile overrides (0 = the model's choice)
+  int stages = 0;
+  int splits = 0;           // force the split count (0 = the model's choice)
+  std::string tag;          // appended to the results file name
 };
 
 // Registers the `bench` subcommand; returns it so main can test whether it ran.
