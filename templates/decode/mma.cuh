@@ -84,7 +84,7 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
   Storage* kv_s = reinterpret_cast<Storage*>(shared);                              // [kStages][kTile][kRowElems]
   Storage* q_s = reinterpret_cast<Storage*>(shared + L::kStages * L::kStageBytes);  // [16][kRowElems]
   float* partial_s = reinterpret_cast<float*>(shared + L::kStages * L::kStageBytes + L::kQBytes);  // [4][16][kTile]
-  float* score_s = partial_s + L::kKSplit * L::kRows * L::kTile;                   // [16][kTile]
+  float* score_s = partial_s + L::kKSplit * L::kRows * L::kScoreStride;                 // [16][kTile]
 
   const Storage* kv_base = static_cast<const Storage*>(p.kv);
   // Each thread copies kChunksPerThread 16-byte pieces of one token's row per tile. The row's
