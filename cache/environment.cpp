@@ -18,6 +18,7 @@ constexpr EnvironmentVariable k_variables[] = {
     {"MLAJIT_NVRTC_LIBRARY", "path of libnvrtc.so to load instead of the search list"},
     {"MLAJIT_HIP_LIBRARY", "path of libamdhip64.so to load instead of the search list"},
     {"MLAJIT_HIPRTC_LIBRARY", "path of the hipRTC library when it is separate from libamdhip64"},
+    {"MLAJIT_LIBRARY", "path of libmlajit.so for the Python package (python/mlajit)"},
     {"MLAJIT_LOG", "1: print compile and cache events to stderr"},
 };
 }  // namespace

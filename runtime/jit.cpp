@@ -1,6 +1,9 @@
 // The generate -> key -> cache -> compile path, and conversion of code objects to cache entries.
 #include "runtime/jit.hpp"
 
+#include <chrono>
+#include <cstdio>
+
 #include "cache/environment.hpp"
 #include "cache/gc.hpp"
 #include "codegen/error.hpp"
@@ -89,6 +92,19 @@ cache::KernelKey kernel_key(const Source& source, const Spec& spec, const TileCo
   return cache::make_key(fields, source.kernel_name);
 }
 
+namespace {
+
+// MLAJIT_LOG=1: one stderr line per kernel that leaves the generate/cache/compile path.
+void log_event(const JitResult& r, double ms) {
+  static const bool enabled = read_environment("MLAJIT_LOG") == "1";
+  if (!enabled) return;
+  const char* what = r.outcome == cache::Outcome::compiled ? "compiled" : "loaded from cache";
+  std::fprintf(stderr, "mlajit: %s %s (%s, %.1f ms)%s%s\n", what, r.key.entry_name().c_str(), r.code.format.c_str(), ms,
+               r.quarantined.empty() ? "" : "; replaced a damaged entry: ", r.quarantined.c_str());
+}
+
+}  // namespace
+
 JitResult jit_compile(const Spec& spec, const TileConfig& tile, const Target& target,
                       const cache::DiskStore* store) {
   JitResult result;
@@ -101,12 +117,16 @@ JitResult jit_compile(const Spec& spec, const TileConfig& tile, const Target& ta
     return compiler.compile(result.source, target);
   };
   if (store == nullptr) {
+    const auto start = std::chrono::steady_clock::now();
     result.code = compile_code();
     result.outcome = cache::Outcome::compiled;
+    log_event(result, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     return result;
   }
   const auto compile = [&] { return to_entry(compile_code()); };
+  const auto start = std::chrono::steady_clock::now();
   result.code = from_entry(store->get_or_create(result.key, compile, &result.outcome, &result.quarantined));
+  log_event(result, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   return result;
 }
 

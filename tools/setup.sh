@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(cmake ninja-build g++ libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev libssl-dev libzstd-dev
+packages=(cmake ninja-build g++ libfmt-dev nlohmann-json3-dev libcli11-dev libgtest-dev libssl-dev python3-pytest libzstd-dev
           libamdhip64-dev llvm-dev)
 missing=()
 for p in "${packages[@]}"; do
