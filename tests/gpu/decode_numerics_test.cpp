@@ -56,6 +56,9 @@ std::string case_name(const Case& c) {
   return name + fmt::format("_kv{}", longest);
 }
 
+// gtest prints parameters by name instead of dumping their bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << case_name(c); }
+
 std::vector<Case> all_cases() {
   std::vector<Case> cases;
   const int heads_list[] = {1, 16, 20, 64, 100, 128};
