@@ -1,6 +1,7 @@
 // DType names and exact host conversions, used by the float32 reference and by tests.
 #include "codegen/dtype.hpp"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -81,16 +82,15 @@ float fp8_e4m3_to_float(std::uint8_t bits) { return fp8_table()[bits]; }
 std::uint8_t float_to_fp8_e4m3(float value) {
   if (std::isnan(value)) return 0x7f;
   const auto& table = fp8_table();
-  float magnitude = std::fabs(value);
-  // Positive codes 0..0x7e are increasing; pick the nearest, ties to the even code.
-  int best = 0;
-  float best_err = INFINITY;
-  for (int b = 0; b <= 0x7e; ++b) {
-    float err = std::fabs(table[b] - magnitude);
-    if (err < best_err || (err == best_err && (b & 1) == 0)) {
-      best = b;
-      best_err = err;
-    }
+  const float magnitude = std::fabs(value);
+  // Positive codes 0..0x7e are increasing: find the first >= magnitude, then pick the nearer of
+  // it and its predecessor, ties to the even code (round to nearest even); saturate at 0x7e.
+  const auto first = table.begin(), last = table.begin() + 0x7f;
+  const int above = int(std::lower_bound(first, last, magnitude) - first);
+  int best = std::min(above, 0x7e);
+  if (above > 0 && above <= 0x7e) {
+    const float below_err = magnitude - table[above - 1], above_err = table[above] - magnitude;
+    if (below_err < above_err || (below_err == above_err && ((above - 1) & 1) == 0)) best = above - 1;
   }
   return std::uint8_t(best | (std::signbit(value) ? 0x80 : 0));
 }
