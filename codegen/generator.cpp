@@ -43,7 +43,8 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   const bool mma = tile.family == KernelFamily::mma;
   const std::string stage1_header = mma ? "decode/mma.cuh" : "decode/portable.cuh";
   for (std::string path : {"platform/" + platform + ".cuh", std::string("decode/params.cuh"),
-                           std::string("decode/numeric.cuh"), stage1_header, std::string("decode/combine.cuh")}) {
+                           std::string("decode/numeric.cuh"), std::string("decode/rope.cuh"), stage1_header,
+                           std::string("decode/combine.cuh")}) {
     const templates::TemplateFile& f = templates::file(path);
     source.headers.push_back(SourceHeader{path, f.text, f.sha256});
   }
@@ -64,6 +65,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"causal", spec.causal ? "true" : "false"},
       {"logit_cap", fmt::format("{:.9g}", spec.logit_cap)},
       {"write_lse", spec.return_lse ? "true" : "false"},
+      {"rope", std::string(rope_style_name(spec.rope))},
       {"heads_per_cta", std::to_string(tile.heads_per_cta)},
       {"tokens_per_tile", std::to_string(tile.tokens_per_tile)},
       {"warps", std::to_string(tile.warps)},

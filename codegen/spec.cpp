@@ -23,6 +23,22 @@ Op parse_op(std::string_view text, std::string_view argument) {
   throw_invalid(std::string(argument), "one of: decode", "'" + std::string(text) + "'");
 }
 
+std::string_view rope_style_name(RopeStyle style) {
+  switch (style) {
+    case RopeStyle::none: return "none";
+    case RopeStyle::neox: return "neox";
+    case RopeStyle::gptj: return "gptj";
+  }
+  return "?";
+}
+
+RopeStyle parse_rope_style(std::string_view text, std::string_view argument) {
+  for (RopeStyle style : {RopeStyle::none, RopeStyle::neox, RopeStyle::gptj}) {
+    if (text == rope_style_name(style)) return style;
+  }
+  throw_invalid(std::string(argument), "one of: none, neox, gptj", "'" + std::string(text) + "'");
+}
+
 namespace {
 
 bool is_power_of_two(int v) { return v > 0 && (v & (v - 1)) == 0; }
@@ -61,6 +77,10 @@ void validate(const Spec& spec) {
   if (spec.kv_dtype == DType::fp32) throw_invalid("kv_dtype", "must be bf16, fp16 or fp8_e4m3", "fp32");
   if (spec.out_dtype == DType::fp8_e4m3) {
     throw_invalid("out_dtype", "must be bf16, fp16 or fp32", "fp8_e4m3");
+  }
+  if (spec.rope != RopeStyle::none && spec.rope_dim == 0) {
+    throw_invalid("rope", "needs rope_dim > 0 (there is no rope part to rotate)",
+                  std::string(rope_style_name(spec.rope)));
   }
 }
 
@@ -175,7 +195,8 @@ nlohmann::json to_json(const Spec& s) {
                         {"s_q", spec.s_q},
                         {"causal", spec.causal},
                         {"logit_cap", spec.logit_cap},
-                        {"return_lse", spec.return_lse}};
+                        {"return_lse", spec.return_lse},
+                        {"rope", rope_style_name(spec.rope)}};
 }
 
 nlohmann::json kernel_json(const TileConfig& tile) {
@@ -226,6 +247,7 @@ Spec spec_from_json(const nlohmann::json& j) {
   if (j.contains("q_dtype")) { read_field(j, "q_dtype", text); spec.q_dtype = parse_dtype(text, "q_dtype"); }
   if (j.contains("kv_dtype")) { read_field(j, "kv_dtype", text); spec.kv_dtype = parse_dtype(text, "kv_dtype"); }
   if (j.contains("out_dtype")) { read_field(j, "out_dtype", text); spec.out_dtype = parse_dtype(text, "out_dtype"); }
+  if (j.contains("rope")) { read_field(j, "rope", text); spec.rope = parse_rope_style(text, "rope"); }
   read_field(j, "heads", spec.heads);
   read_field(j, "kv_lora_rank", spec.kv_lora_rank);
   read_field(j, "rope_dim", spec.rope_dim);
@@ -263,6 +285,7 @@ std::string kernel_base_name(const Spec& s, const TileConfig& tile) {
                                  spec.rope_dim);
   if (spec.logit_cap > 0.0f) name += fmt::format("_cap{}", spec.logit_cap);
   if (spec.return_lse) name += "_lse";
+  if (spec.rope != RopeStyle::none) name += fmt::format("_rope-{}", rope_style_name(spec.rope));
   name += fmt::format("_{}_hc{}_bn{}_w{}", tile.family == KernelFamily::mma ? "mma" : "simt", tile.heads_per_cta,
                       tile.tokens_per_tile, tile.warps);
   if (tile.stages > 1) name += fmt::format("_st{}", tile.stages);

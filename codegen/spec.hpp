@@ -17,6 +17,13 @@ enum class Op { decode };
 std::string_view op_name(Op op);
 Op parse_op(std::string_view text, std::string_view argument = "op");
 
+// Fused RoPE (mla-semantics §2): none, NeoX rotate-half (pairs i, i + rope_dim/2) or GPT-J
+// interleaved (pairs 2i, 2i + 1).
+enum class RopeStyle { none, neox, gptj };
+
+std::string_view rope_style_name(RopeStyle style);
+RopeStyle parse_rope_style(std::string_view text, std::string_view argument = "rope");
+
 // Absorbed MLA decode: q [total_q, heads, kv_lora_rank + rope_dim] against a paged latent cache
 // [pages, page_size, 1, kv_lora_rank + rope_dim]; out [total_q, heads, kv_lora_rank].
 struct Spec {
@@ -32,6 +39,7 @@ struct Spec {
   bool causal = true;        // bottom-right aligned mask across the s_q tokens
   float logit_cap = 0.0f;    // cap * tanh(s / cap) on scaled logits; 0 = off
   bool return_lse = false;   // also write the natural-log LSE [total_q, heads] (fp32)
+  RopeStyle rope = RopeStyle::none;  // rotate q_pe and the query tokens' own k_pe in the kernel
 
   int qk_dim() const { return kv_lora_rank + rope_dim; }
   int v_dim() const { return kv_lora_rank; }

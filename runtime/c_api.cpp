@@ -45,6 +45,16 @@ mlajit::DType to_dtype(mlajit_dtype t, const char* argument) {
   mlajit::throw_invalid(argument, "must be an mlajit_dtype value", std::to_string(int(t)));
 }
 
+mlajit::RopeStyle to_rope(mlajit_rope r) {
+  switch (r) {
+    case MLAJIT_ROPE_NONE: return mlajit::RopeStyle::none;
+    case MLAJIT_ROPE_NEOX: return mlajit::RopeStyle::neox;
+    case MLAJIT_ROPE_GPTJ: return mlajit::RopeStyle::gptj;
+  }
+  mlajit::throw_invalid("rope", "must be MLAJIT_ROPE_NONE, MLAJIT_ROPE_NEOX or MLAJIT_ROPE_GPTJ",
+                        std::to_string(int(r)));
+}
+
 mlajit::DecodeArgs to_args(const mlajit_decode_args* c) {
   if (c == nullptr) mlajit::throw_invalid("args", "must not be NULL", "NULL");
   if (c->struct_size != sizeof(mlajit_decode_args)) {
@@ -81,6 +91,12 @@ mlajit::DecodeArgs to_args(const mlajit_decode_args* c) {
   a.workspace = c->workspace;
   a.workspace_bytes = c->workspace_bytes;
   a.stream = c->stream;
+  a.rope = to_rope(c->rope);
+  a.cos_sin_cache = c->cos_sin_cache;
+  a.cos_sin_dtype = to_dtype(c->cos_sin_dtype, "cos_sin_dtype");
+  a.max_positions = c->max_positions;
+  a.positions = c->positions;
+  a.k_pe_out = c->k_pe_out;
   return a;
 }
 
@@ -124,6 +140,8 @@ void mlajit_decode_args_init(mlajit_decode_args* args) {
   args->q_scale = 1.0f;
   args->kv_scale = 1.0f;
   args->causal = 1;
+  args->rope = MLAJIT_ROPE_NONE;
+  args->cos_sin_dtype = MLAJIT_BF16;
 }
 
 mlajit_status mlajit_context_create(mlajit_backend backend, int device, mlajit_context** context) {

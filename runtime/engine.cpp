@@ -8,15 +8,13 @@
 #include <fmt/format.h>
 
 #include "codegen/error.hpp"
-#include "templates/decode/params.cuh"
+#include "runtime/decode_params.hpp"
+#include "tuning/registry.hpp"
+#include "tuning/select.hpp"
 
 namespace mlajit {
 
 namespace {
-
-constexpr std::size_t k_workspace_alignment = 256;
-
-std::size_t align_up(std::size_t v) { return (v + k_workspace_alignment - 1) / k_workspace_alignment * k_workspace_alignment; }
 
 void require_pointer(const void* p, const char* name) {
   if (p == nullptr) throw_invalid(name, "must be a device pointer", "null");
@@ -28,35 +26,31 @@ void require_aligned(const void* p, std::size_t alignment, const char* name) {
   }
 }
 
-struct WorkspaceLayout {
-  std::size_t partial_out_bytes = 0;
-  std::size_t partial_lse_bytes = 0;
-  std::size_t total() const { return partial_out_bytes + partial_lse_bytes; }
-};
-
-WorkspaceLayout workspace_layout(const Spec& spec, int total_q, int num_splits) {
-  WorkspaceLayout w;
-  if (num_splits <= 1) return w;
-  const std::size_t rows = std::size_t(num_splits) * std::size_t(total_q) * std::size_t(spec.heads);
-  w.partial_out_bytes = align_up(rows * std::size_t(spec.v_dim()) * sizeof(float));
-  w.partial_lse_bytes = align_up(rows * sizeof(float));
-  return w;
+// The fused-RoPE arguments, each named (mla-semantics §2).
+void validate_rope_args(const DecodeArgs& a) {
+  const std::string when = fmt::format("must be a device pointer when rope is {}", rope_style_name(a.rope));
+  if (a.cos_sin_cache == nullptr) throw_invalid("cos_sin_cache", when, "null");
+  if (a.positions == nullptr) throw_invalid("positions", when, "null");
+  if (a.k_pe_out == nullptr) throw_invalid("k_pe_out", when, "null");
+  if (a.cos_sin_dtype == DType::fp8_e4m3) throw_invalid("cos_sin_dtype", "must be bf16, fp16 or fp32", "fp8_e4m3");
+  require_aligned(a.cos_sin_cache, dtype_size(a.cos_sin_dtype), "cos_sin_cache");
+  require_aligned(a.positions, sizeof(std::int64_t), "positions");
+  require_aligned(a.k_pe_out, dtype_size(a.kv_dtype), "k_pe_out");
+  if (a.max_positions < 1) {
+    throw_invalid("max_positions", "must be >= 1 (rows of cos_sin_cache)", std::to_string(a.max_positions));
+  }
 }
 
 std::string memory_key(const Spec& s, const TileConfig& t) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", int(t.family), int(s.op), int(s.q_dtype), int(s.kv_dtype),
-                     int(s.out_dtype), s.heads, s.kv_lora_rank, s.rope_dim, s.page_size, s.s_q, s.causal,
-                     s.logit_cap, s.return_lse, t.heads_per_cta, t.tokens_per_tile, t.warps, t.stages);
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", int(t.family), int(s.op), int(s.q_dtype),
+                     int(s.kv_dtype), int(s.out_dtype), s.heads, s.kv_lora_rank, s.rope_dim, s.page_size, s.s_q,
+                     s.causal, s.logit_cap, s.return_lse, int(s.rope), t.heads_per_cta, t.tokens_per_tile, t.warps,
+                     t.stages);
 }
 
 }  // namespace
 
-Engine::Engine(int device_ordinal, Backend backend)
-    : device_(runtime::backend(backend).open_device(device_ordinal)), store_(runtime::default_store()) {}
-
-Engine::~Engine() = default;
-
-DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConfig>& forced) const {
+Spec decode_spec(const DecodeArgs& a) {
   if (a.batch < 1 || a.batch > 65535) throw_invalid("batch", "must be in [1, 65535]", std::to_string(a.batch));
   if (a.max_seqlen_q < 1 || a.max_seqlen_q > 8) {
     throw_invalid("max_seqlen_q", "must be in [1, 8]", std::to_string(a.max_seqlen_q));
@@ -77,6 +71,7 @@ DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConf
   spec.causal = a.causal;
   spec.logit_cap = a.logit_cap;
   spec.return_lse = a.lse != nullptr;
+  spec.rope = a.rope;
   validate(spec);
   spec = canonical(spec);
 
@@ -104,29 +99,42 @@ DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConf
   if (a.num_kv_splits < 0 || a.num_kv_splits > 4096) {
     throw_invalid("num_kv_splits", "must be in [0, 4096] (0 = auto)", std::to_string(a.num_kv_splits));
   }
+  if (spec.rope != RopeStyle::none) validate_rope_args(a);
+  return spec;
+}
+
+Engine::Engine(int device_ordinal, Backend backend)
+    : device_(runtime::backend(backend).open_device(device_ordinal)), store_(runtime::default_store()) {}
+
+Engine::~Engine() = default;
+
+DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConfig>& forced) const {
+  const Spec spec = decode_spec(a);
 
   DecodePlan plan;
   plan.spec = spec;
-  plan.tile = forced ? *forced : tuning::choose_tile(spec, device_->info().target);
-  if (forced && forced->num_splits > 0) {
-    plan.tile.num_splits = forced->num_splits;
-  } else if (a.num_kv_splits > 0) {
-    plan.tile.num_splits = a.num_kv_splits;
+  // Tile and splits: what the caller forced, else the tuning database of this arch (loaded once
+  // per process), else the model.
+  const Target& target = device_->info().target;
+  tuning::DecodeShape shape;
+  shape.batch = a.batch;
+  shape.mean_kv_tokens = double(a.num_kv_indices) * spec.page_size / a.batch;
+  shape.multiprocessors = device_->info().multiprocessors;
+  const tuning::Database* db = tuning::database_for(target.arch);
+  if (forced) {
+    plan.tile = *forced;
+    if (plan.tile.num_splits == 0) {
+      plan.tile.num_splits = a.num_kv_splits > 0 ? a.num_kv_splits : tuning::select_splits(spec, target, plan.tile, shape, db);
+    }
   } else {
-    tuning::DecodeShape shape;
-    shape.batch = a.batch;
-    shape.mean_kv_tokens = double(a.num_kv_indices) * spec.page_size / a.batch;
-    shape.multiprocessors = device_->info().multiprocessors;
-    shape.ctas_per_sm = decode_ctas_per_sm(spec, plan.tile, device_->info().target);
-    plan.tile.num_splits = tuning::choose_splits(spec, plan.tile, shape);
+    plan.tile = tuning::select(spec, target, shape, db).tile;
+    if (a.num_kv_splits > 0) plan.tile.num_splits = a.num_kv_splits;
   }
-  validate(plan.tile, spec, device_->info().target);
+  validate(plan.tile, spec, target);
   if (plan.tile.family == KernelFamily::mma) require_aligned(a.q, 16, "q");
-  plan.workspace_bytes = workspace_layout(spec, a.total_q, plan.tile.num_splits).total();
+  plan.workspace_bytes = decode_workspace_bytes(spec, a.total_q, plan.tile.num_splits);
   plan.needs_combine = plan.tile.num_splits > 1;
-  const int rows = spec.s_q * spec.heads;
-  plan.stage1_grid = runtime::Dim3{unsigned((rows + plan.tile.heads_per_cta - 1) / plan.tile.heads_per_cta),
-                                   unsigned(a.batch), unsigned(plan.tile.num_splits)};
+  plan.stage1_grid = decode_stage1_grid(spec, plan.tile, a.batch);
   return plan;
 }
 
@@ -169,39 +177,12 @@ void Engine::decode(const DecodeArgs& a, const std::optional<TileConfig>& tile) 
   LoadedDecode& kernels = load_decode(plan.spec, plan.tile);
   device_->make_current();
 
-  const WorkspaceLayout layout = workspace_layout(plan.spec, a.total_q, plan.tile.num_splits);
-  MljDecodeParams p{};
-  p.q = a.q;
-  p.kv = a.kv_buffer;
-  p.out = a.out;
-  p.lse = a.lse;
-  p.partial_out = plan.needs_combine ? static_cast<float*>(a.workspace) : nullptr;
-  p.partial_lse = plan.needs_combine
-                      ? reinterpret_cast<float*>(static_cast<char*>(a.workspace) + layout.partial_out_bytes)
-                      : nullptr;
-  p.qo_indptr = a.qo_indptr;
-  p.kv_indptr = a.kv_indptr;
-  p.kv_indices = a.kv_indices;
-  p.kv_last_page_lens = a.kv_last_page_lens;
-  p.q_token_stride = (long long)plan.spec.heads * plan.spec.qk_dim();
-  p.kv_page_stride = a.kv_page_stride == 0 ? (long long)plan.spec.page_size * plan.spec.qk_dim() : a.kv_page_stride;
-  p.batch = a.batch;
-  p.total_q = a.total_q;
-  p.num_splits = plan.tile.num_splits;
-  p.sm_scale = a.sm_scale > 0.0f ? a.sm_scale : 1.0f / std::sqrt(float(plan.spec.qk_dim()));
-  p.q_scale = plan.spec.q_dtype == DType::fp8_e4m3 ? a.q_scale : 1.0f;
-  p.kv_scale = plan.spec.kv_dtype == DType::fp8_e4m3 ? a.kv_scale : 1.0f;
+  MljDecodeParams p = decode_params(a, plan);
   void* stage1_args[] = {&p};
   kernels.stage1->launch(plan.stage1_grid, runtime::Dim3{unsigned(kernels.jit.source.stage1_threads)},
                          kernels.jit.source.stage1_shared_bytes, a.stream, stage1_args);
   if (plan.needs_combine) {
-    MljCombineParams c{};
-    c.partial_out = p.partial_out;
-    c.partial_lse = p.partial_lse;
-    c.out = a.out;
-    c.lse = a.lse;
-    c.total_q = a.total_q;
-    c.num_splits = plan.tile.num_splits;
+    MljCombineParams c = combine_params(a, plan);
     void* combine_args[] = {&c};
     kernels.combine->launch(runtime::Dim3{unsigned(a.total_q * plan.spec.heads)},
                             runtime::Dim3{unsigned(kernels.jit.source.combine_threads)}, 0, a.stream, combine_args);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -19,6 +20,23 @@
 namespace mlajit {
 
 // Device pointers and shapes with AITER's layout and meaning (mla-semantics §1.1).
+//
+// FP8 (e4m3): q and / or the cache may be fp8 with per-tensor dequant scales (§1.2): logits are
+// sm_scale * q_scale * kv_scale * <q, k> (q_scale only for fp8 q, kv_scale only for an fp8
+// cache) and the output is multiplied by kv_scale.
+//
+// Fused RoPE (§2, AITER's decode_attention_fwd_grouped_rope generalised to s_q > 1), when `rope`
+// is neox or gptj: q's rope part (columns kv_lora_rank..) is not yet rotated, and neither is the
+// k_pe of each query token's own key. Query token t of a request with q_len tokens and L keys
+// owns key L - q_len + t (the bottom-right alignment of the causal mask). The kernel rotates q_pe
+// of every query token and the k_pe of its own key at positions[token] (clamped to
+// [0, max_positions)), using row `position` of cos_sin_cache = [cos(p t_0..t_{R/2-1}) |
+// sin(p t_0..t_{R/2-1})] (R = rope_dim: rotary_dim is the whole rope part). Rotated values are
+// rounded to q's dtype and to the cache's dtype (for fp8, in the cache's stored units: rotation
+// commutes with kv_scale), exactly as a separate RoPE pass writing q and the cache would. The
+// key's rotated k_pe is used in QK and stored to k_pe_out (AITER's k_pe_tokens) so the caller can
+// write it back into the cache; kv_buffer itself is never written. A token with no key of its
+// own (q_len > L) gets zeros in k_pe_out.
 struct DecodeArgs {
   const void* q = nullptr;             // [total_q, num_heads, kv_lora_rank + rope_dim], contiguous
   DType q_dtype = DType::bf16;
@@ -49,7 +67,18 @@ struct DecodeArgs {
   void* workspace = nullptr;           // decode_workspace_size() bytes, 16 B aligned
   std::size_t workspace_bytes = 0;
   runtime::Stream stream = nullptr;
+  // Fused RoPE (see above); the pointers are read only when rope is not none.
+  RopeStyle rope = RopeStyle::none;
+  const void* cos_sin_cache = nullptr;  // [max_positions, rope_dim]
+  DType cos_sin_dtype = DType::bf16;    // bf16, fp16 or fp32
+  int max_positions = 0;                // rows of cos_sin_cache
+  const std::int64_t* positions = nullptr;  // [total_q] int64, one position per query token
+  void* k_pe_out = nullptr;             // [total_q, rope_dim] in kv_dtype: each query token's roped k_pe
 };
+
+// The Spec of a decode call, after checking every argument that can be checked on the host
+// (invalid_argument naming it). Needs no device; Engine::plan_decode starts with it.
+Spec decode_spec(const DecodeArgs& args);
 
 // What one decode call will run.
 struct DecodePlan {

@@ -9,17 +9,24 @@ namespace mlajit::tools {
 
 std::vector<Spec> default_catalog() {
   std::vector<Spec> specs;
-  for (int heads : {16, 32, 64, 128}) {
-    for (int s_q : {1, 2, 4}) {
-      for (int page_size : {1, 64}) {
-        Spec s;
-        s.heads = heads;
-        s.s_q = s_q;
-        s.page_size = page_size;
-        specs.push_back(s);
+  auto add = [&](std::initializer_list<int> heads_list, DType q_dtype, DType kv_dtype) {
+    for (int heads : heads_list) {
+      for (int s_q : {1, 2, 4}) {
+        for (int page_size : {1, 64}) {
+          Spec s;
+          s.heads = heads;
+          s.s_q = s_q;
+          s.page_size = page_size;
+          s.q_dtype = q_dtype;
+          s.kv_dtype = kv_dtype;
+          specs.push_back(s);
+        }
       }
     }
-  }
+  };
+  add({16, 32, 64, 128}, DType::bf16, DType::bf16);
+  add({16, 128}, DType::bf16, DType::fp8_e4m3);
+  add({16, 128}, DType::fp8_e4m3, DType::fp8_e4m3);
   return specs;
 }
 

@@ -10,7 +10,9 @@
 
 namespace mlajit::tools {
 
-// heads 16/32/64/128 x s_q 1/2/4 x page 1/64, bf16 q/kv/out, kv_lora_rank 512, rope 64.
+// kv_lora_rank 512, rope 64, bf16 out, s_q 1/2/4 (decode and MTP) x page 1/64, for bf16 q/kv
+// with heads 16/32/64/128 and for the FP8 forms (bf16 q x fp8 kv, fp8 q x fp8 kv) with heads
+// 16/128 (DeepSeek-V3 at TP8 / TP1): 48 entries.
 std::vector<Spec> default_catalog();
 
 // A JSON array of spec objects (the `--spec` format); throws invalid_argument naming the entry.

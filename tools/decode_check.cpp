@@ -7,6 +7,52 @@
 
 namespace mlajit::tools {
 
+DecodeArgs decode_args(const reference::DecodeProblem& p, const ProblemBuffers& b, int num_kv_splits) {
+  const Spec& s = p.spec;
+  DecodeArgs a;
+  a.q = b.q;
+  a.q_dtype = s.q_dtype;
+  a.kv_buffer = b.kv;
+  a.kv_dtype = s.kv_dtype;
+  a.kv_page_stride = p.kv_page_stride;
+  a.out = b.out;
+  a.out_dtype = s.out_dtype;
+  a.lse = s.return_lse ? b.lse : nullptr;
+  a.qo_indptr = b.qo_indptr;
+  a.kv_indptr = b.kv_indptr;
+  a.kv_indices = b.kv_indices;
+  a.kv_last_page_lens = b.kv_last_page_lens;
+  a.batch = p.batch;
+  a.total_q = p.total_q;
+  a.num_heads = s.heads;
+  a.max_seqlen_q = s.s_q;
+  a.page_size = s.page_size;
+  a.kv_lora_rank = s.kv_lora_rank;
+  a.rope_dim = s.rope_dim;
+  a.num_kv_indices = (long long)p.kv_indices.size();
+  a.sm_scale = p.sm_scale;
+  a.logit_cap = s.logit_cap;
+  a.q_scale = p.q_scale;
+  a.kv_scale = p.kv_scale;
+  a.causal = s.causal;
+  a.num_kv_splits = num_kv_splits;
+  a.rope = s.rope;
+  if (s.rope != RopeStyle::none) {
+    a.cos_sin_cache = b.cos_sin_cache;
+    a.cos_sin_dtype = p.cos_sin_dtype;
+    a.max_positions = p.max_positions;
+    a.positions = b.positions;
+    a.k_pe_out = b.k_pe_out;
+  }
+  return a;
+}
+
+std::vector<float> load_elements(const void* data, DType t, std::size_t count) {
+  std::vector<float> values(count);
+  for (std::size_t i = 0; i < count; ++i) values[i] = load_element(data, t, i);
+  return values;
+}
+
 DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits,
                         const std::optional<TileConfig>& tile) {
   runtime::Device& device = engine.device();
@@ -26,38 +72,31 @@ DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int n
   runtime::DeviceBuffer kvp = upload(p.kv_indptr.data(), p.kv_indptr.size() * sizeof(int));
   runtime::DeviceBuffer kvi = upload(p.kv_indices.data(), p.kv_indices.size() * sizeof(int));
   runtime::DeviceBuffer last = upload(p.kv_last_page_lens.data(), p.kv_last_page_lens.size() * sizeof(int));
+  const bool rope = s.rope != RopeStyle::none;
+  const std::size_t k_pe_elems = rope ? std::size_t(p.total_q) * s.rope_dim : 0;
+  const std::size_t k_pe_bytes = k_pe_elems * dtype_size(s.kv_dtype);
+  runtime::DeviceBuffer cos_sin = upload(p.cos_sin_cache.data(), p.cos_sin_cache.size());
+  runtime::DeviceBuffer positions = upload(p.positions.data(), p.positions.size() * sizeof(std::int64_t));
+  runtime::DeviceBuffer k_pe(device, k_pe_bytes == 0 ? 16 : k_pe_bytes);
+  device.fill_bytes(k_pe.get(), 0xff, k_pe.size());  // NaN (fp8: 0xff is NaN too): unwritten rows show
   runtime::DeviceBuffer out(device, out_bytes == 0 ? 16 : out_bytes);
   runtime::DeviceBuffer lse(device, (lse_elems == 0 ? 4 : lse_elems) * sizeof(float));
   device.fill_bytes(out.get(), 0xff, out.size());  // NaN in every float format we write
   device.fill_bytes(lse.get(), 0xff, lse.size());
 
-  DecodeArgs a;
-  a.q = q.get();
-  a.q_dtype = s.q_dtype;
-  a.kv_buffer = kv.get();
-  a.kv_dtype = s.kv_dtype;
-  a.kv_page_stride = p.kv_page_stride;
-  a.out = out.get();
-  a.out_dtype = s.out_dtype;
-  a.lse = s.return_lse ? lse.as<float>() : nullptr;
-  a.qo_indptr = qo.as<int>();
-  a.kv_indptr = kvp.as<int>();
-  a.kv_indices = kvi.as<int>();
-  a.kv_last_page_lens = last.as<int>();
-  a.batch = p.batch;
-  a.total_q = p.total_q;
-  a.num_heads = s.heads;
-  a.max_seqlen_q = s.s_q;
-  a.page_size = s.page_size;
-  a.kv_lora_rank = s.kv_lora_rank;
-  a.rope_dim = s.rope_dim;
-  a.num_kv_indices = (long long)p.kv_indices.size();
-  a.sm_scale = p.sm_scale;
-  a.logit_cap = s.logit_cap;
-  a.q_scale = p.q_scale;
-  a.kv_scale = p.kv_scale;
-  a.causal = s.causal;
-  a.num_kv_splits = num_kv_splits;
+  ProblemBuffers b;
+  b.q = q.get();
+  b.kv = kv.get();
+  b.out = out.get();
+  b.lse = lse.as<float>();
+  b.qo_indptr = qo.as<int>();
+  b.kv_indptr = kvp.as<int>();
+  b.kv_indices = kvi.as<int>();
+  b.kv_last_page_lens = last.as<int>();
+  b.cos_sin_cache = cos_sin.get();
+  b.positions = static_cast<const std::int64_t*>(positions.get());
+  b.k_pe_out = k_pe.get();
+  DecodeArgs a = decode_args(p, b, num_kv_splits);
 
   DeviceRun run;
   run.plan = engine.plan_decode(a, tile);
@@ -70,8 +109,12 @@ DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int n
 
   std::vector<std::uint8_t> raw(out_bytes);
   if (out_bytes > 0) device.copy_to_host(raw.data(), out.get(), out_bytes);
-  run.out.resize(out_elems);
-  for (std::size_t i = 0; i < out_elems; ++i) run.out[i] = load_element(raw.data(), s.out_dtype, i);
+  run.out = load_elements(raw.data(), s.out_dtype, out_elems);
+  if (rope) {
+    std::vector<std::uint8_t> raw_k_pe(k_pe_bytes);
+    if (k_pe_bytes > 0) device.copy_to_host(raw_k_pe.data(), k_pe.get(), k_pe_bytes);
+    run.k_pe_out = load_elements(raw_k_pe.data(), s.kv_dtype, k_pe_elems);
+  }
   if (s.return_lse) {
     run.lse.resize(lse_elems);
     if (lse_elems > 0) device.copy_to_host(run.lse.data(), lse.get(), lse_elems * sizeof(float));
@@ -82,6 +125,11 @@ DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int n
 Tolerance tolerance_for(const Spec& spec, KernelFamily family, double max_abs_v) {
   // The kernels accumulate in fp32 like the reference; what remains is the rounding of the
   // output itself (bf16: 2^-8 relative, fp16: 2^-11) plus fp32 summation order.
+  // FP8 q / KV add nothing: kernel and reference read the same e4m3 bytes and widen them exactly
+  // (e4m3 -> fp32 is exact), apply the same per-tensor scales, and the portable family keeps
+  // P in fp32, so fp8's quantisation error is in both sides' inputs, not between them.
+  // Fused RoPE adds nothing either: q_pe and k_pe are rotated with the same float expression
+  // and rounded to the same dtypes on both sides (reference::rope_element).
   Tolerance t{1e-4, 1e-4};
   if (spec.out_dtype == DType::bf16) t = {2e-3, 1.6e-2};
   if (spec.out_dtype == DType::fp16) t = {5e-4, 2e-3};
@@ -90,6 +138,21 @@ Tolerance tolerance_for(const Spec& spec, KernelFamily family, double max_abs_v)
     t.atol += unit * max_abs_v;
   }
   return t;
+}
+
+reference::Comparison compare_k_pe(const reference::DecodeResult& want, const DeviceRun& run, const Spec& spec) {
+  // Device and host evaluate the same float expression and round it to the cache dtype, so they
+  // agree bit for bit; one step of that dtype (relative: bf16 2^-7, fp16 2^-10, fp8 2^-3; plus
+  // fp8's subnormal step) leaves room for a compiler that contracts differently.
+  double rtol = std::ldexp(1.0, -7), atol = 0;
+  if (spec.kv_dtype == DType::fp16) rtol = std::ldexp(1.0, -10);
+  if (spec.kv_dtype == DType::fp8_e4m3) {
+    rtol = std::ldexp(1.0, -3);
+    atol = std::ldexp(1.0, -9);
+  }
+  reference::DecodeResult k_pe;
+  k_pe.out = want.k_pe_out;
+  return reference::compare(k_pe, run.k_pe_out, nullptr, atol, rtol);
 }
 
 double max_abs_value(const reference::DecodeProblem& p) {

@@ -2,6 +2,7 @@
 // Shared by `mlajit verify`, the gpu test tier and (later) the benchmark.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "reference/decode_reference.hpp"
@@ -9,9 +10,30 @@
 
 namespace mlajit::tools {
 
+// Where a problem's tensors live: device memory for a GPU run, host memory for a CPU one.
+struct ProblemBuffers {
+  const void* q = nullptr;
+  const void* kv = nullptr;
+  void* out = nullptr;
+  float* lse = nullptr;
+  const int* qo_indptr = nullptr;
+  const int* kv_indptr = nullptr;
+  const int* kv_indices = nullptr;
+  const int* kv_last_page_lens = nullptr;
+  const void* cos_sin_cache = nullptr;
+  const std::int64_t* positions = nullptr;
+  void* k_pe_out = nullptr;
+};
+
+// The call that decodes `problem` with its tensors at `buffers` (num_kv_splits: 0 = auto).
+DecodeArgs decode_args(const reference::DecodeProblem& problem, const ProblemBuffers& buffers, int num_kv_splits);
+// The first `count` elements of a buffer of type t, as floats.
+std::vector<float> load_elements(const void* data, DType t, std::size_t count);
+
 struct DeviceRun {
   std::vector<float> out;   // [total_q, heads, v_dim], converted from out_dtype
   std::vector<float> lse;   // when the spec asks for LSE
+  std::vector<float> k_pe_out;  // fused RoPE: [total_q, rope_dim], converted from the kv dtype
   DecodePlan plan;
 };
 
@@ -28,6 +50,8 @@ struct Tolerance {
 // By output dtype, plus, for the mma family, the rounding of P to the operand type before P V:
 // |sum (p~ - p) v| / l <= u * max|v| (u = 2^-9 for bf16, 2^-12 for fp16).
 Tolerance tolerance_for(const Spec& spec, KernelFamily family = KernelFamily::portable, double max_abs_v = 0);
+// Fused RoPE's k_pe_out against the reference's, within one step of the cache dtype.
+reference::Comparison compare_k_pe(const reference::DecodeResult& want, const DeviceRun& run, const Spec& spec);
 // Largest finite |value| among the V columns of the KV rows a problem uses.
 double max_abs_value(const reference::DecodeProblem& problem);
 

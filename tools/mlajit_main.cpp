@@ -1,4 +1,4 @@
-// The `mlajit` command: gen, compile, warm, verify, info, cache.
+// The `mlajit` command: gen, compile, warm, verify, info, cache, bench, tune.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -22,6 +22,7 @@
 #include "tools/catalog.hpp"
 #include "tools/decode_check.hpp"
 #include "tools/spec_flags.hpp"
+#include "tools/tune/tune.hpp"
 #include "tuning/choose.hpp"
 
 namespace mlajit::tools {
@@ -203,20 +204,23 @@ int cmd_verify(const SpecFlags& flags, int device, int batch, int kv_len, int sp
   const Tolerance tol = tolerance_for(spec, run.plan.tile.family, max_abs_value(problem));
   const reference::Comparison c =
       reference::compare(want, run.out, spec.return_lse ? &run.lse : nullptr, tol.atol, tol.rtol);
-  const bool ok = c.mismatches == 0 && c.lse_pattern_ok;
+  const long long k_pe_mismatches = spec.rope == RopeStyle::none ? 0 : compare_k_pe(want, run, spec).mismatches;
+  const bool ok = c.mismatches == 0 && c.lse_pattern_ok && k_pe_mismatches == 0;
   if (json) {
     std::cout << nlohmann::json{{"device", engine.device_info().name}, {"arch", engine.device_info().target.arch},
                                 {"spec", to_json(spec)}, {"tile", to_json(run.plan.tile)},
                                 {"max_abs_error", c.max_abs_error}, {"max_lse_error", c.max_lse_error},
-                                {"mismatches", c.mismatches}, {"non_finite", c.non_finite_outputs}, {"ok", ok}}.dump(2)
+                                {"mismatches", c.mismatches}, {"non_finite", c.non_finite_outputs},
+                                {"cosine_distance", c.cosine_distance}, {"k_pe_mismatches", k_pe_mismatches},
+                                {"ok", ok}}.dump(2)
               << "\n";
   } else {
     std::cout << fmt::format("{} ({}): {} x decode, kv lengths {}..{}, splits {}\n  max |err| {:.3g} (atol {} rtol {}), "
-                             "mismatches {}, non-finite {}: {}\n",
+                             "mismatches {}, non-finite {}, k_pe mismatches {}: {}\n",
                              engine.device_info().name, engine.device_info().target.arch, batch,
                              options.kv_lens.back(), options.kv_lens.front(), run.plan.tile.num_splits,
                              c.max_abs_error, tol.atol, tol.rtol, c.mismatches, c.non_finite_outputs,
-                             ok ? "PASS" : "FAIL");
+                             k_pe_mismatches, ok ? "PASS" : "FAIL");
   }
   return ok ? 0 : 1;
 }
@@ -338,6 +342,9 @@ int main(int argc, char** argv) {
   mlajit::bench::BenchOptions bench_options;
   CLI::App* bench = mlajit::bench::add_bench_command(app, bench_options);
 
+  mlajit::tune::TuneOptions tune_options;
+  CLI::App* tune = mlajit::tune::add_tune_command(app, tune_options);
+
   CLI::App* info = app.add_subcommand("info", "devices, compilers and versions, cache directory, environment");
   info->add_flag("--json", json, "machine-readable output");
 
@@ -352,6 +359,7 @@ int main(int argc, char** argv) {
     if (*info) return cmd_info(json);
     if (cache_command.selected()) return cache_command.run();
     if (*bench) return mlajit::bench::run_bench(bench_options);
+    if (*tune) return mlajit::tune::run_tune(tune_options);
   } catch (const mlajit::Error& e) {
     std::fprintf(stderr, "mlajit: error: %s\n", e.what());
     return 2;

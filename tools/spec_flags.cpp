@@ -22,6 +22,8 @@ void SpecFlags::add_to(CLI::App& app) {
   app.add_flag("--no-causal", no_causal, "no mask across the s_q query tokens (default: bottom-right causal)");
   app.add_option("--logit-cap", logit_cap, "soft-cap of the scaled logits (0 = off)")->capture_default_str();
   app.add_flag("--lse", lse, "the kernel also writes the natural-log LSE");
+  app.add_option("--rope", rope, "fused RoPE of q_pe and each query token's own k_pe: none | neox | gptj")
+      ->capture_default_str();
   app.add_option("--spec", spec_file, "read the spec from a JSON file instead of the flags");
   app.add_option("--heads-per-cta", heads_per_cta, "override the tile: query rows per CTA");
   app.add_option("--tokens-per-tile", tokens_per_tile, "override the tile: KV tokens per step (8/16/32/64)");
@@ -47,6 +49,7 @@ Spec SpecFlags::spec() const {
   s.causal = !no_causal;
   s.logit_cap = logit_cap;
   s.return_lse = lse;
+  s.rope = parse_rope_style(rope, "--rope");
   validate(s);
   return s;
 }

@@ -16,7 +16,7 @@ namespace mlajit::tools {
 struct SpecFlags {
   std::string op = "decode";
   int heads = 16;
-  std::string q_dtype = "bf16", kv_dtype = "bf16", out_dtype = "bf16";
+  std::string q_dtype = "bf16", kv_dtype = "bf16", out_dtype = "bf16", rope = "none";
   int kv_lora_rank = 512, rope_dim = 64, page_size = 1, s_q = 1;
   bool no_causal = false, lse = false;
   float logit_cap = 0.0f;

@@ -4,12 +4,19 @@
 #include <algorithm>
 #include <cmath>
 
+#include "codegen/dtype.hpp"
+
 namespace mlajit::tuning {
 
-namespace {
-constexpr int k_max_splits = 64;
-constexpr double k_split_overhead_tokens = 84.1;  // AITER's fitted per-split cost, in KV tokens
-}  // namespace
+ModelParams default_params(const Target&) { return ModelParams{}; }
+
+ModelParams aiter_params() {
+  ModelParams p;
+  p.tail_wave_floor = 1.0;
+  p.combine_launch_tokens = 0.0;
+  p.combine_traffic_factor = 0.0;
+  return p;
+}
 
 TileConfig choose_tile(const Spec& spec, const Target& target) {
   if (mma_family_supports(spec, target)) {
@@ -51,37 +58,117 @@ TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily fami
   return tile;
 }
 
-int choose_splits(const Spec& spec, const TileConfig& tile, const DecodeShape& shape,
+namespace {
+
+long long ceil_div(long long a, long long b) { return (a + b - 1) / b; }
+
+// split_score's terms that do not depend on the split count, computed once per call of
+// choose_splits (which runs on every decode: the loop body is a few multiplies and two divisions).
+struct SplitModel {
+  long long ctas_per_split, sms, per_sm, slots, tokens, longest_tokens, tile_tokens;
+  double kv, floor, solo, overhead, partial_write, combine_launch, combine_per_split, combine_fixed, ideal;
+
+  SplitModel(const Spec& spec, const TileConfig& tile, const DecodeShape& shape, const ModelParams& p) {
+    const int rows = spec.heads * spec.s_q;
+    ctas_per_split = (long long)std::max(1, shape.batch) * ceil_div(rows, tile.heads_per_cta);
+    sms = std::max(1, shape.multiprocessors);
+    per_sm = std::max(1, shape.ctas_per_sm);
+    slots = sms * per_sm;
+    kv = std::max(1.0, shape.mean_kv_tokens);
+    tokens = (long long)std::ceil(kv);
+    longest_tokens = std::max(tokens, (long long)std::ceil(shape.max_kv_tokens));
+    tile_tokens = std::max(1, tile.tokens_per_tile);
+    floor = std::clamp(p.tail_wave_floor, 0.0, 1.0);
+    solo = floor + (1.0 - floor) / double(per_sm);
+    overhead = p.split_overhead_tokens;
+    const double kv_row_bytes = double(spec.qk_dim()) * double(dtype_size(spec.kv_dtype));
+    const double out_bytes = double(dtype_size(spec.out_dtype));
+    // Split traffic of one CTA: fp32 partial rows + LSE instead of output rows.
+    partial_write = p.combine_traffic_factor * tile.heads_per_cta * ((spec.v_dim() + 1) * 4.0 - spec.v_dim() * out_bytes) /
+                    kv_row_bytes;
+    // Stage 2 reads every split's partials and writes the output once.
+    const double rows_total = double(std::max(1, shape.batch)) * rows;
+    const double per_slot_token = double(slots) * kv_row_bytes;
+    combine_launch = p.combine_launch_tokens;
+    combine_per_split = p.combine_traffic_factor * rows_total * (spec.v_dim() + 1) * 4.0 / per_slot_token;
+    combine_fixed = p.combine_traffic_factor * rows_total * spec.v_dim() * out_bytes / per_slot_token;
+    ideal = double(ctas_per_split) * kv / double(slots);
+  }
+
+  // The kernel gives each split ceil(ceil(tokens / splits) / tile) whole tiles
+  // (templates/decode/*.cuh), which is ceil(tokens / (splits * tile)).
+  double split_tokens(long long request_tokens, int splits) const {
+    // 32-bit division where it fits (tokens and splits * tile do): this runs 64 times a call.
+    const unsigned long long span = (unsigned long long)splits * (unsigned long long)tile_tokens;
+    if (request_tokens < (1LL << 31) && span < (1ULL << 31)) {
+      const unsigned t = unsigned(request_tokens), d = unsigned(span);
+      return double((t + d - 1) / d) * double(tile_tokens);
+    }
+    return double(ceil_div(request_tokens, (long long)span) * tile_tokens);
+  }
+
+  SplitScore score(int splits) const {
+    SplitScore s;
+    s.splits = splits;
+    const long long ctas = ctas_per_split * splits;
+    s.ctas = int(std::min<long long>(ctas, 1LL << 30));
+    const double partial = splits > 1 ? partial_write : 0.0;
+    s.tokens_per_cta = split_tokens(tokens, splits);
+    const double work = s.tokens_per_cta + overhead + partial;
+    const long long full = ctas / slots;
+    const long long remainder = ctas - full * slots;
+    s.waves = double(full);
+    if (remainder > 0) {
+      long long busiest = 1;  // CTAs on the busiest SM: min(per_sm, ceil(remainder / sms))
+      while (busiest < per_sm && remainder > busiest * sms) ++busiest;
+      s.waves += floor + (1.0 - floor) * double(busiest) / double(per_sm);
+    }
+    s.stage1_cost = s.waves * work;
+    // The longest request's CTAs cannot finish before they have streamed their range, however
+    // empty the machine is (matters for ragged batches only).
+    if (longest_tokens > tokens) {
+      s.stage1_cost = std::max(s.stage1_cost, solo * (split_tokens(longest_tokens, splits) + overhead + partial));
+    }
+    s.combine_cost = splits > 1 ? combine_launch + combine_per_split * splits + combine_fixed : 0.0;
+    s.cost = s.stage1_cost + s.combine_cost;
+    s.score = ideal / s.cost;
+    return s;
+  }
+
+  // No split count from `splits` on can cost less than this (full waves >= CTAs / slots - 1, each
+  // CTA streams >= kv / splits tokens + overhead; the bound grows with splits). Valid once
+  // ctas >= slots and for non-negative overhead and traffic.
+  double lower_bound(int splits) const {
+    return (double(ctas_per_split) * splits / double(slots) - 1.0) * (kv / splits + overhead);
+  }
+};
+
+}  // namespace
+
+SplitScore split_score(const Spec& spec, const TileConfig& tile, const DecodeShape& shape,
+                       const ModelParams& params, int splits) {
+  return SplitModel(spec, tile, shape, params).score(splits);
+}
+
+int choose_splits(const Spec& spec, const TileConfig& tile, const DecodeShape& shape, const ModelParams& params,
                   std::vector<SplitScore>* scores) {
-  const int rows = spec.heads * spec.s_q;
-  const int row_groups = (rows + tile.heads_per_cta - 1) / tile.heads_per_cta;
-  const double ctas_per_split = double(std::max(1, shape.batch)) * row_groups;
-  const double kv = std::max(1.0, shape.mean_kv_tokens);
-  const int cu = std::max(1, shape.multiprocessors) * shape.ctas_per_sm;
-  const int max_useful = std::max(1, int(std::ceil(kv / tile.tokens_per_tile)));
+  const SplitModel model(spec, tile, shape, params);
+  const long long tiles = ceil_div(model.longest_tokens, model.tile_tokens);
+  const int max_useful = int(std::clamp<long long>(tiles, 1, std::max(1, params.max_splits)));
+  const bool may_stop = scores == nullptr && params.split_overhead_tokens >= 0 && params.combine_traffic_factor >= 0 &&
+                        params.combine_launch_tokens >= 0;
   int best = 1;
-  double best_score = -1.0;
-  for (int i = 1; i <= std::min(k_max_splits, max_useful); ++i) {
-    const double ctas = ctas_per_split * i;
-    const double waves = std::ceil(ctas / cu);
-    const double efficiency = ctas / (waves * cu);
-    const double score = efficiency * kv / (kv + k_split_overhead_tokens * i);
-    if (scores != nullptr) scores->push_back({i, score});
-    if (score > best_score) {  // first maximum wins, as in AITER
+  double best_cost = 0;
+  for (int i = 1; i <= max_useful; ++i) {
+    if (may_stop && i > 1 && model.ctas_per_split * i >= model.slots && model.lower_bound(i) > best_cost) break;
+    const SplitScore s = model.score(i);
+    if (scores != nullptr) scores->push_back(s);
+    if (i == 1 || s.cost < best_cost) {  // the same ideal for every count: least cost = best score; first wins
       best = i;
-      best_score = score;
+      best_cost = s.cost;
     }
   }
   return best;
-}
-
-Choice choose(const Spec& spec, const Target& target, const DecodeShape& shape) {
-  Choice choice;
-  choice.tile = choose_tile(spec, target);
-  DecodeShape resident = shape;
-  resident.ctas_per_sm = decode_ctas_per_sm(spec, choice.tile, target);
-  choice.tile.num_splits = choose_splits(spec, choice.tile, resident, &choice.scores);
-  return choice;
 }
 
 }  // namespace mlajit::tuning

@@ -29,12 +29,28 @@ typedef enum mlajit_dtype {
   MLAJIT_FP32 = 3
 } mlajit_dtype;
 
+/* Fused RoPE style (mla-semantics §2): NeoX rotate-half or GPT-J interleaved. */
+typedef enum mlajit_rope { MLAJIT_ROPE_NONE = 0, MLAJIT_ROPE_NEOX = 1, MLAJIT_ROPE_GPTJ = 2 } mlajit_rope;
+
 typedef enum mlajit_backend { MLAJIT_BACKEND_CUDA = 0, MLAJIT_BACKEND_HIP = 1 } mlajit_backend;
 
 typedef struct mlajit_context mlajit_context;
 
 /* Decode arguments: device pointers with AITER's layout and meaning (mla_decode_fwd).
- * Initialise with mlajit_decode_args_init, then set what the call needs. */
+ * Initialise with mlajit_decode_args_init, then set what the call needs.
+ *
+ * FP8: with fp8 q and/or kv the logits are sm_scale * q_scale * kv_scale * <q, k> (each scale
+ * only for its fp8 tensor) and the output is multiplied by kv_scale.
+ *
+ * Fused RoPE (rope = NEOX or GPTJ; AITER's decode_attention_fwd_grouped_rope, generalised to
+ * max_seqlen_q > 1): q's rope part is not yet rotated, nor is the k_pe of each query token's own
+ * key (token t of a request with q_len tokens and L keys owns key L - q_len + t). Both are rotated
+ * at positions[token] (clamped to [0, max_positions)) with row `position` of cos_sin_cache =
+ * [cos | sin] halves of rope_dim / 2 each, then rounded to q's and the cache's dtype (a separate
+ * RoPE pass would store exactly these). The key's rotated k_pe is used in QK and written to
+ * k_pe_out [total_q, rope_dim] (kv_dtype) for the caller to store in the cache; kv_buffer is
+ * never written. Tokens without a key of their own get zeros. Fields added at the end, so
+ * struct_size tells old callers apart. */
 typedef struct mlajit_decode_args {
   size_t struct_size;               /* sizeof(mlajit_decode_args), set by init */
   const void* q;                    /* [total_q, num_heads, kv_lora_rank + rope_dim], contiguous */
@@ -66,6 +82,12 @@ typedef struct mlajit_decode_args {
   void* workspace;                  /* mlajit_decode_workspace_size bytes, or NULL when 0 */
   size_t workspace_bytes;
   void* stream;                     /* CUstream / hipStream_t; NULL = default stream */
+  mlajit_rope rope;                 /* fused RoPE style, default MLAJIT_ROPE_NONE */
+  const void* cos_sin_cache;        /* [max_positions, rope_dim] cos | sin; read when rope != NONE */
+  mlajit_dtype cos_sin_dtype;       /* BF16 (default), FP16 or FP32 */
+  int32_t max_positions;            /* rows of cos_sin_cache */
+  const int64_t* positions;         /* [total_q] position of each query token */
+  void* k_pe_out;                   /* [total_q, rope_dim] in kv_dtype: the rotated k_pe of each token's own key */
 } mlajit_decode_args;
 
 const char* mlajit_version(void);

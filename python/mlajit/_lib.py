@@ -87,6 +87,12 @@ class DecodeArgs(ctypes.Structure):
         ("workspace", ctypes.c_void_p),
         ("workspace_bytes", ctypes.c_size_t),
         ("stream", ctypes.c_void_p),
+        ("rope", ctypes.c_int),
+        ("cos_sin_cache", ctypes.c_void_p),
+        ("cos_sin_dtype", ctypes.c_int),
+        ("max_positions", ctypes.c_int32),
+        ("positions", ctypes.c_void_p),
+        ("k_pe_out", ctypes.c_void_p),
     ]
 
 

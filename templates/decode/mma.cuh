@@ -9,10 +9,12 @@
 //               turns P into mma A fragments in registers.
 //   O += P V  : warp w owns V columns [w * v_dim/8, +v_dim/8).
 // Rows past the request's query tokens are computed on zeros and never written.
+// Fused RoPE (Cfg::kRope): q is rotated while staged, each query token's own key in its tile.
 #pragma once
 
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
+#include "decode/rope.cuh"
 
 namespace mlj {
 
@@ -124,9 +126,18 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
     if (row < rows_in_request) {
       const int t = row / kHeads;
       const int h = row - t * kHeads;
-      v = reinterpret_cast<const Vec16*>(q_base + (long long)(q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim)[c];
+      const Storage* q_row = q_base + (long long)(q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
+      if constexpr (Cfg::kRope != RopeStyle::none) {
+        v = q_chunk16<Cfg, typename Cfg::QType>(q_row, c, q_begin + t, p);
+      } else {
+        v = reinterpret_cast<const Vec16*>(q_row)[c];
+      }
     }
     reinterpret_cast<Vec16*>(q_s + r * L::kRowElems)[c] = v;
+  }
+  if constexpr (Cfg::kRope != RopeStyle::none) {
+    rope_zero_keyless_tokens<Cfg, typename Cfg::KvType>(kv_len, q_begin, q_count, row0, L::kRows, split, tid,
+                                                        L::kWarps * 32, p);
   }
   mlj_barrier();
 
@@ -156,6 +167,14 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
     }
     const Storage* k_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
     const int tile_start = kv_lo + tile * L::kTile;
+    if constexpr (Cfg::kRope != RopeStyle::none) {
+      Storage* own_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
+      if (rope_own_keys<Cfg, typename Cfg::KvType>(own_tile, L::kRowElems, tile_start,
+                                                   min_int(tile_start + L::kTile, cta_kv_end), kv_len, q_begin, q_count,
+                                                   row0, L::kRows, tid, L::kWarps * 32, p)) {
+        mlj_barrier();  // the rotated keys are visible to every warp
+      }
+    }
 
     // ---- S partial = Q[:, quarter] K[tokens of this warp, quarter]^T
     float s_acc[L::kNTilesPerWarp][4];

@@ -29,7 +29,8 @@ struct fp16 {
   static MLJ_DEVICE storage from_float(float f) { return mlj_float_to_half(f); }
 };
 
-// OCP e4m3 ("fn": no infinities, 0x7f / 0xff are NaN). Only read by kernels, never written.
+// OCP e4m3 ("fn": no infinities, 0x7f / 0xff are NaN). Written only by fused RoPE (k_pe_out,
+// roped fp8 q), rounding like the host's float_to_fp8_e4m3: nearest, ties to even, saturating.
 struct fp8_e4m3 {
   using storage = unsigned char;
   static MLJ_DEVICE float to_float(storage v) {
@@ -41,6 +42,18 @@ struct fp8_e4m3 {
     }
     if (exponent == 0xfu && mantissa == 0x7u) return mlj_bits_to_float(0x7fc00000u);
     return mlj_bits_to_float(sign | ((exponent + 120u) << 23) | (mantissa << 20));
+  }
+  static MLJ_DEVICE storage from_float(float f) {
+    const unsigned int bits = mlj_float_to_bits(f);
+    const storage sign = (storage)((bits >> 24) & 0x80u);
+    const unsigned int magnitude = bits & 0x7fffffffu;
+    if (magnitude > 0x7f800000u) return (storage)(sign | 0x7fu);   // NaN
+    if (magnitude >= 0x43e00000u) return (storage)(sign | 0x7eu);  // >= 448 (and inf): the largest finite
+    if (magnitude < 0x3c800000u) {                                 // < 2^-6: subnormal steps of 2^-9
+      return (storage)(sign | (unsigned int)mlj_rint(mlj_bits_to_float(magnitude) * 512.0f));
+    }
+    const unsigned int rounded = magnitude + 0x7ffffu + ((magnitude >> 20) & 1u);  // 3 mantissa bits, ties to even
+    return (storage)(sign | ((((rounded >> 23) - 120u) << 3) | ((rounded >> 20) & 7u)));
   }
 };
 

@@ -21,6 +21,12 @@ struct MljDecodeParams {
   float sm_scale;
   float q_scale;                 // dequant scale of an fp8 q (1 otherwise)
   float kv_scale;                // dequant scale of an fp8 kv cache (1 otherwise)
+  // Fused RoPE (mla-semantics §2; read only when the kernel's spec has a rope style).
+  const void* cos_sin_cache;     // [max_positions, rope_dim]: row p = [cos(p t_i) | sin(p t_i)], i < rope_dim / 2
+  const long long* positions;    // [total_q] position of each query token
+  void* k_pe_out;                // [total_q, rope_dim] in the kv dtype: each query token's roped k_pe
+  int cos_sin_dtype;             // 0 bf16, 1 fp16, 3 fp32 (mlajit_dtype values)
+  int max_positions;             // rows of cos_sin_cache; positions are clamped into them
 };
 
 struct MljCombineParams {

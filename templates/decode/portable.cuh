@@ -6,10 +6,12 @@
 // through shared memory once for all of its rows, with an online softmax in base 2.
 // num_splits == 1: writes the final output (+ LSE). Otherwise: normalised fp32 partials and the
 // natural-log LSE of its split, merged by decode_combine. Empty ranges give 0 and LSE = -inf.
+// Fused RoPE (Cfg::kRope) rotates q while staging it and each query token's own key in its tile.
 #pragma once
 
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
+#include "decode/rope.cuh"
 
 namespace mlj {
 
@@ -78,9 +80,14 @@ MLJ_DEVICE void decode_stage1_portable(const MljDecodeParams& p) {
     if (row < rows_in_request) {
       const int t = row / kHeads;
       const int h = row - t * kHeads;
-      v = QType::to_float(q_base[(long long)(q_begin + t) * p.q_token_stride + (long long)h * kQkDim + d]) * q_prescale;
+      const typename QType::storage* q_row =
+          q_base + (long long)(q_begin + t) * p.q_token_stride + (long long)h * kQkDim;
+      v = QType::to_float(q_element<Cfg, QType>(q_row, d, q_begin + t, p)) * q_prescale;
     }
     q_s[i] = v;
+  }
+  if constexpr (Cfg::kRope != RopeStyle::none) {
+    rope_zero_keyless_tokens<Cfg, KvType>(kv_len, q_begin, q_count, row0, kRows, split, tid, kThreads, p);
   }
   if (tid < kRows) {
     m_s[tid] = mlj_neg_inf();
@@ -109,6 +116,13 @@ MLJ_DEVICE void decode_stage1_portable(const MljDecodeParams& p) {
       reinterpret_cast<Vec16*>(kv_s + j * kQkDim)[v] = value;
     }
     mlj_barrier();
+    if constexpr (Cfg::kRope != RopeStyle::none) {
+      const int tile_end = min_int(tile_start + kTile, cta_kv_end);
+      if (rope_own_keys<Cfg, KvType>(kv_s, kQkDim, tile_start, tile_end, kv_len, q_begin, q_count, row0, kRows, tid,
+                                     kThreads, p)) {
+        mlj_barrier();  // the rotated keys are visible to every warp
+      }
+    }
 
     // Scores: one warp per key token, lanes split the qk dimension, one reduction per row.
     for (int j = warp; j < kTile; j += kWarps) {

@@ -17,6 +17,8 @@ MLJ_DEVICE unsigned int mlj_float_to_bits(float v) { return __builtin_bit_cast(u
 MLJ_DEVICE float mlj_exp2(float x) { return exp2f(x); }
 MLJ_DEVICE float mlj_log2(float x) { return log2f(x); }
 MLJ_DEVICE float mlj_tanh(float x) { return tanhf(x); }
+MLJ_DEVICE float mlj_fma(float a, float b, float c) { return fmaf(a, b, c); }
+MLJ_DEVICE float mlj_rint(float x) { return rintf(x); }  // nearest, ties to even
 
 MLJ_DEVICE float mlj_half_to_float(unsigned short h) { return float(__builtin_bit_cast(_Float16, h)); }
 MLJ_DEVICE unsigned short mlj_float_to_half(float f) {

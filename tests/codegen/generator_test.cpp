@@ -73,6 +73,17 @@ TEST(Generator, FlattenInlinesEachHeaderOnce) {
   EXPECT_EQ(flat.find(marker, first + 1), std::string::npos);
 }
 
+TEST(Generator, RopeStyleReachesTheStubAndItsHeaderIsGiven) {
+  Spec spec = golden_spec();
+  spec.rope = RopeStyle::gptj;
+  const Source s = generate(spec, TileConfig{}, parse_target("sm_90a"));
+  EXPECT_NE(s.text.find("kRope = mlj::RopeStyle::gptj;"), std::string::npos) << s.text;
+  EXPECT_NE(s.kernel_name.find("_rope-gptj"), std::string::npos) << s.kernel_name;
+  bool has_rope_header = false;
+  for (const SourceHeader& h : s.headers) has_rope_header |= h.include_name == "decode/rope.cuh";
+  EXPECT_TRUE(has_rope_header);
+}
+
 TEST(Generator, ValidatesBeforeRendering) {
   Spec bad = golden_spec();
   bad.heads = 0;

@@ -35,6 +35,24 @@ TEST(SpecValidation, AcceptsTheDefaultAndOddShapes) {
   s.s_q = 8;
   s.logit_cap = 30.0f;
   EXPECT_NO_THROW(validate(s));
+  for (RopeStyle rope : {RopeStyle::neox, RopeStyle::gptj}) {
+    s.rope = rope;
+    for (int page_size : {1, 16, 128, 256}) {
+      s.page_size = page_size;
+      EXPECT_NO_THROW(validate(s)) << rope_style_name(rope) << " page " << page_size;
+    }
+  }
+}
+
+TEST(RopeStyle, ParsesItsNamesAndNamesTheArgument) {
+  for (RopeStyle style : {RopeStyle::none, RopeStyle::neox, RopeStyle::gptj}) {
+    EXPECT_EQ(parse_rope_style(rope_style_name(style)), style);
+  }
+  const std::string message = invalid_message([] { parse_rope_style("yarn", "--rope"); });
+  EXPECT_NE(message.find("'--rope'"), std::string::npos) << message;
+  EXPECT_NE(message.find("none, neox, gptj"), std::string::npos) << message;
+  EXPECT_NE(invalid_message([] { spec_from_json(nlohmann::json{{"rope", "NeoX"}}); }).find("'rope'"),
+            std::string::npos);
 }
 
 TEST(SpecValidation, NamesTheArgumentAndTheConstraint) {
@@ -55,6 +73,7 @@ TEST(SpecValidation, NamesTheArgumentAndTheConstraint) {
       {[](Spec& s) { s.logit_cap = -1.0f; }, "'logit_cap'", ">= 0"},
       {[](Spec& s) { s.q_dtype = DType::fp32; }, "'q_dtype'", "bf16, fp16 or fp8_e4m3"},
       {[](Spec& s) { s.out_dtype = DType::fp8_e4m3; }, "'out_dtype'", "bf16, fp16 or fp32"},
+      {[](Spec& s) { s.rope = RopeStyle::neox; s.rope_dim = 0; }, "'rope'", "rope_dim > 0"},
   };
   for (const Case& c : cases) {
     Spec s;
@@ -107,8 +126,11 @@ TEST(CanonicalJson, IsStableAndRoundTrips) {
   const std::string text = to_json(s).dump();
   EXPECT_EQ(text,
             R"({"causal":true,"heads":20,"kv_dtype":"bf16","kv_lora_rank":512,"logit_cap":30.0,"op":"decode",)"
-            R"("out_dtype":"bf16","page_size":16,"q_dtype":"bf16","return_lse":false,"rope_dim":64,"s_q":3})");
+            R"("out_dtype":"bf16","page_size":16,"q_dtype":"bf16","return_lse":false,"rope":"none","rope_dim":64,"s_q":3})");
   EXPECT_EQ(spec_from_json(nlohmann::json::parse(text)), s);
+  s.rope = RopeStyle::gptj;
+  EXPECT_EQ(to_json(s)["rope"], "gptj");
+  EXPECT_EQ(spec_from_json(to_json(s)), s);
   TileConfig t;
   t.num_splits = 7;
   EXPECT_EQ(tile_from_json(to_json(t)), t);
@@ -143,6 +165,18 @@ TEST(KernelName, IsReadable) {
   t.family = KernelFamily::mma;
   t.stages = 2;
   EXPECT_EQ(kernel_base_name(s, t), "mla_decode_q-bf16_kv-fp8_e4m3_o-bf16_h128_sq2_ps64_d512-64_mma_hc16_bn32_w8_st2");
+  s.rope = RopeStyle::neox;
+  EXPECT_EQ(kernel_base_name(s, t),
+            "mla_decode_q-bf16_kv-fp8_e4m3_o-bf16_h128_sq2_ps64_d512-64_rope-neox_mma_hc16_bn32_w8_st2");
+}
+
+TEST(CanonicalJson, RopeStyleIsPartOfTheKey) {
+  Spec a, b;
+  b.rope = RopeStyle::neox;
+  EXPECT_NE(to_json(a).dump(), to_json(b).dump());
+  Spec c = b;
+  c.rope = RopeStyle::gptj;
+  EXPECT_NE(to_json(b).dump(), to_json(c).dump());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The C ABI: status codes and messages; what works without a GPU.
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <string>
 
 #include "mlajit/mlajit.h"
@@ -22,6 +23,16 @@ TEST(CApi, InitSetsAiterDefaults) {
   EXPECT_EQ(a.causal, 1);
   EXPECT_EQ(a.q_scale, 1.0f);
   EXPECT_EQ(a.num_kv_splits, 0);
+  EXPECT_EQ(a.rope, MLAJIT_ROPE_NONE);
+  EXPECT_EQ(a.cos_sin_dtype, MLAJIT_BF16);
+  EXPECT_EQ(a.k_pe_out, nullptr);
+}
+
+TEST(CApi, RopeFieldsComeAfterEveryOlderField) {
+  // Appended, so a caller built against the older header has a smaller struct_size.
+  EXPECT_GT(offsetof(mlajit_decode_args, rope), offsetof(mlajit_decode_args, stream));
+  EXPECT_GT(offsetof(mlajit_decode_args, k_pe_out), offsetof(mlajit_decode_args, cos_sin_cache));
+  EXPECT_GT(offsetof(mlajit_decode_args, positions), offsetof(mlajit_decode_args, max_positions));
 }
 
 TEST(CApi, NullArgumentsAreNamed) {

@@ -1,4 +1,8 @@
-// The split / tile model against hand-worked cases.
+// The split / tile model against hand-worked cases. Unless a test says otherwise: DeepSeek-V3
+// dims (576-wide bf16 rows: 1152 B), 16 heads, s_q 1, the mma tile (16 rows per CTA, 32-token
+// tiles), 132 SMs, default parameters (overhead o = 84.1 tokens, tail floor 0.5, combine launch
+// 32 tokens, traffic factor 1). One CTA's partial write when splits > 1 costs
+// 16 rows * (513 * 4 B fp32 partial + LSE - 512 * 2 B bf16 output) / 1152 B = 14.278 tokens.
 #include <gtest/gtest.h>
 
 #include "codegen/error.hpp"
@@ -7,9 +11,12 @@
 namespace mlajit::tuning {
 namespace {
 
+const Target k_h100 = parse_target("sm_90a");
+
+TileConfig mma_tile() { return choose_tile(Spec{}, k_h100); }
+
 TEST(ChooseTile, PortableBalancesRowsOverCtas) {
-  const Target h100 = parse_target("sm_90a");
-  const auto portable = [&](const Spec& s) { return choose_tile(s, h100, KernelFamily::portable); };
+  const auto portable = [&](const Spec& s) { return choose_tile(s, k_h100, KernelFamily::portable); };
   Spec s;
   s.heads = 16;
   EXPECT_EQ(portable(s).heads_per_cta, 16);
@@ -25,22 +32,13 @@ TEST(ChooseTile, PortableBalancesRowsOverCtas) {
 
 TEST(ChooseTile, PicksTheMatrixCoreFamilyWhereItServes) {
   Spec s;
-  const TileConfig nv = choose_tile(s, parse_target("sm_90a"));
+  const TileConfig nv = choose_tile(s, k_h100);
   EXPECT_EQ(nv.family, KernelFamily::mma);
-  EXPECT_EQ(decode_ctas_per_sm(s, nv, parse_target("sm_90a")), 2);  // two CTAs share an SM
+  EXPECT_EQ(decode_ctas_per_sm(s, nv, k_h100), 2);  // two CTAs share an SM
   s.kv_dtype = DType::fp8_e4m3;  // no fp8 path in the mma family yet
-  EXPECT_EQ(choose_tile(s, parse_target("sm_90a")).family, KernelFamily::portable);
+  EXPECT_EQ(choose_tile(s, k_h100).family, KernelFamily::portable);
   EXPECT_EQ(choose_tile(Spec{}, parse_target("gfx942")).family, KernelFamily::portable);
   EXPECT_THROW(choose_tile(Spec{}, parse_target("gfx942"), KernelFamily::mma), Error);
-}
-
-TEST(ChooseSplits, CountsResidentCtasPerSm) {
-  // S1-like: 128 requests, 16 heads; with two CTAs per SM a wave is 264 CTAs, so 2 splits
-  // (256 CTAs) fill it: score(2) = 256/264 * 4096/(4096 + 168.2) = 0.931 > score(1) = 0.485 * 0.98.
-  Spec s;
-  TileConfig t = choose_tile(s, parse_target("sm_90a"));
-  DecodeShape shape{128, 4096, 132, 2};
-  EXPECT_EQ(choose_splits(s, t, shape), 2);
 }
 
 TEST(ChooseTile, FitsAmdLds) {
@@ -51,32 +49,114 @@ TEST(ChooseTile, FitsAmdLds) {
   EXPECT_NO_THROW(validate(t, s, parse_target("gfx90a")));
 }
 
+TEST(SplitScore, AiterParametersGiveAitersScore) {
+  // 4 requests x 32768 tokens, one CTA per SM, 32 splits: 128 CTAs = one wave of 132.
+  // AITER: 128/132 * 32768 / (32768 + 84.1 * 32) = 0.96970 * 0.92410 = 0.89610.
+  // Here: ideal 4 * 32768 / 132 = 992.97 slot tokens; cost 1 wave * (1024 + 84.1) = 1108.1.
+  const SplitScore s = split_score(Spec{}, mma_tile(), DecodeShape{4, 32768, 132, 1}, aiter_params(), 32);
+  EXPECT_EQ(s.ctas, 128);
+  EXPECT_DOUBLE_EQ(s.tokens_per_cta, 1024);
+  EXPECT_DOUBLE_EQ(s.combine_cost, 0);
+  EXPECT_NEAR(s.cost, 1108.1, 1e-9);
+  EXPECT_NEAR(s.score, 128.0 / 132 * 32768 / (32768 + 84.1 * 32), 1e-12);
+}
+
+TEST(SplitScore, SplitsCoverWholeTilesAsTheKernelDoes) {
+  // 4096 tokens in 3 splits: ceil(ceil(4096 / 3) / 32) * 32 = ceil(1366 / 32) * 32 = 1376 tokens.
+  EXPECT_DOUBLE_EQ(split_score(Spec{}, mma_tile(), DecodeShape{1, 4096, 132, 2}, ModelParams{}, 3).tokens_per_cta, 1376);
+}
+
+TEST(SplitScore, CombineCostPerSplit) {
+  // 16 requests x 4096 tokens, two CTAs per SM (264 slots), 8 splits: 128 CTAs, one per SM.
+  //   W = 512 + 84.1 + 14.278 = 610.378; a partial wave whose SMs hold 1 of 2 CTAs costs
+  //   0.5 + 0.5 * 1/2 = 0.75 wave -> stage 1 = 457.783.
+  //   Stage 2 reads 16 * 16 rows * 8 splits * 2052 B and writes 256 rows * 1024 B:
+  //   256 * (8 * 2052 + 1024) / (264 slots * 1152 B) = 14.680, + 32 launch = 46.680.
+  const SplitScore s = split_score(Spec{}, mma_tile(), DecodeShape{16, 4096, 132, 2}, ModelParams{}, 8);
+  EXPECT_NEAR(s.waves, 0.75, 1e-12);
+  EXPECT_NEAR(s.stage1_cost, 0.75 * (512 + 84.1 + 16.0 * 1028 / 1152), 1e-9);
+  EXPECT_NEAR(s.combine_cost, 32 + 256.0 * (8 * 2052 + 1024) / (264 * 1152), 1e-9);
+  // One split: no combine at all.
+  EXPECT_EQ(split_score(Spec{}, mma_tile(), DecodeShape{16, 4096, 132, 2}, ModelParams{}, 1).combine_cost, 0);
+}
+
+TEST(SplitScore, TailWaveCostsByItsBusiestSm) {
+  // 100 requests, 1 split: 100 CTAs on 132 SMs of 2 slots, so each busy SM runs one CTA.
+  // W = 4096 + 84.1 = 4180.1; the wave costs floor + (1 - floor) / 2 of a full one.
+  const DecodeShape shape{100, 4096, 132, 2};
+  for (const auto& [floor, waves] : {std::pair{1.0, 1.0}, {0.5, 0.75}, {0.0, 0.5}}) {
+    ModelParams p;
+    p.tail_wave_floor = floor;
+    EXPECT_NEAR(split_score(Spec{}, mma_tile(), shape, p, 1).cost, waves * 4180.1, 1e-9) << "floor " << floor;
+  }
+}
+
+TEST(ChooseSplits, TailFloorDecidesBetweenHalfAndFullOccupancy) {
+  // 16 requests x 4096 tokens, two CTAs per SM:
+  //  8 splits = 128 CTAs, one per SM: W = 610.378, combine 46.680 (see CombineCostPerSplit).
+  //  16 splits = 256 CTAs, both slots: W = 256 + 84.1 + 14.278 = 354.378, one full wave;
+  //     combine 32 + 256 * (16 * 2052 + 1024) / 304128 = 60.498 -> cost 414.876.
+  // floor 0 (a lone CTA gets the whole SM): 8 costs 0.5 * 610.378 + 46.680 = 351.869 < 414.876.
+  // floor 0.5: 8 costs 0.75 * 610.378 + 46.680 = 504.463 > 414.876, so 16.
+  ModelParams p;
+  p.tail_wave_floor = 0.0;
+  EXPECT_EQ(choose_splits(Spec{}, mma_tile(), DecodeShape{16, 4096, 132, 2}, p), 8);
+  p.tail_wave_floor = 0.5;
+  EXPECT_EQ(choose_splits(Spec{}, mma_tile(), DecodeShape{16, 4096, 132, 2}, p), 16);
+}
+
+TEST(ChooseSplits, CountsResidentCtasPerSm) {
+  // S1: 128 requests, two CTAs per SM (264 slots); ideal = 128 * 4096 / 264 = 1985.94.
+  //  1 split: 128 CTAs, one per SM: 0.75 * 4180.1 = 3135.08 -> score 0.6335.
+  //  2 splits: 256 CTAs: W = 2048 + 84.1 + 14.278 = 2146.378, combine
+  //     32 + 2048 * (2 * 2052 + 1024) / 304128 = 66.532 -> cost 2212.91, score 0.8974.
+  std::vector<SplitScore> scores;
+  EXPECT_EQ(choose_splits(Spec{}, mma_tile(), DecodeShape{128, 4096, 132, 2}, ModelParams{}, &scores), 2);
+  EXPECT_NEAR(scores[0].score, 1985.9393939 / 3135.075, 1e-6);
+  EXPECT_NEAR(scores[1].score, 1985.9393939 / (2146.3777778 + 66.5319865), 1e-6);
+}
+
 TEST(ChooseSplits, LargeBatchNeedsNoSplit) {
-  // 128 requests x 1 CTA each on 132 SMs: one wave already; more splits only add overhead.
-  Spec s;
-  TileConfig t = choose_tile(s, parse_target("sm_90a"));
-  DecodeShape shape{128, 4096, 132};
-  EXPECT_EQ(choose_splits(s, t, shape), 1);
+  // 128 requests x 1 CTA on 132 SMs of one slot: ideal 3971.88.
+  //  1 split: one wave, 4180.1 -> 0.9502.
+  //  2 splits: 256 CTAs = 2 waves of W = 2146.378, + combine 32 + 2048 * 5128 / 152064 = 101.06
+  //     -> 4393.82, 0.9040. More splits only add overhead.
+  EXPECT_EQ(choose_splits(Spec{}, mma_tile(), DecodeShape{128, 4096, 132, 1}), 1);
 }
 
 TEST(ChooseSplits, SmallBatchLongContextSplitsToFillTheMachine) {
-  // 4 requests x 32768 tokens on 132 SMs: i = 33 gives 132 CTAs = exactly one full wave;
-  // score(33) = 1.0 * 32768 / (32768 + 84.1 * 33) = 0.922, the best of 1..64.
-  Spec s;
-  TileConfig t = choose_tile(s, parse_target("sm_90a"));
+  // S5: 4 requests x 32768 tokens, 264 slots.
+  //  64 splits = 256 CTAs, one wave: W = 512 + 84.1 + 14.278 = 610.378, combine
+  //     32 + 64 * (64 * 2052 + 1024) / 304128 = 59.852 -> cost 670.230, score 496.48 / 670.23 = 0.7408.
+  //  33 splits = 132 CTAs, one per SM: 0.75 * (1024 + 98.378) + 46.465 = 888.25 -> 0.5589.
+  // 64 is the cap (66 would fill all 264 slots but is not considered).
   std::vector<SplitScore> scores;
-  const int splits = choose_splits(s, t, DecodeShape{4, 32768, 132}, &scores);
-  EXPECT_EQ(splits, 33);
-  EXPECT_EQ(scores.size(), 64u);
-  EXPECT_NEAR(scores[32].score, 32768.0 / (32768.0 + 84.1 * 33), 1e-9);
+  EXPECT_EQ(choose_splits(Spec{}, mma_tile(), DecodeShape{4, 32768, 132, 2}, ModelParams{}, &scores), 64);
+  ASSERT_EQ(scores.size(), 64u);
+  EXPECT_NEAR(scores[63].cost, 610.3777778 + 59.8518519, 1e-6);
+  EXPECT_NEAR(scores[32].cost, 0.75 * 1122.3777778 + 46.4654882, 1e-6);
+}
+
+TEST(ChooseSplits, RaggedBatchIsBoundByItsLongestRequest) {
+  // S3-like: 64 requests, mean 8320 tokens, longest 16384; 264 slots.
+  //  4 splits = 256 CTAs, one wave of W = 2080 + 98.378 = 2178.378, but the longest request's
+  //     splits hold 4096 tokens: 0.75 * (4096 + 98.378) = 3145.78 bounds stage 1.
+  //  8 splits: 2 waves of 1056 + 98.378 -> 2308.76; longest 0.75 * (2048 + 98.378) = 1609.8.
+  // With the longest known the model splits twice as much as it would for uniform lengths.
+  const SplitScore four = split_score(Spec{}, mma_tile(), DecodeShape{64, 8320, 132, 2, 16384}, ModelParams{}, 4);
+  EXPECT_NEAR(four.stage1_cost, 0.75 * (4096 + 84.1 + 16.0 * 1028 / 1152), 1e-9);
+  EXPECT_EQ(choose_splits(Spec{}, mma_tile(), DecodeShape{64, 8320, 132, 2, 16384}), 8);
+  EXPECT_EQ(choose_splits(Spec{}, mma_tile(), DecodeShape{64, 8320, 132, 2}), 4);
 }
 
 TEST(ChooseSplits, NeverMoreSplitsThanTiles) {
-  Spec s;
-  TileConfig t = choose_tile(s, parse_target("sm_90a"));  // 32-token tiles
+  const TileConfig t = mma_tile();  // 32-token tiles
   ASSERT_EQ(t.tokens_per_tile, 32);
-  EXPECT_LE(choose_splits(s, t, DecodeShape{1, 40, 132}), 2);
-  EXPECT_EQ(choose_splits(s, t, DecodeShape{1, 0, 132}), 1);
+  EXPECT_LE(choose_splits(Spec{}, t, DecodeShape{1, 40, 132}), 2);
+  EXPECT_EQ(choose_splits(Spec{}, t, DecodeShape{1, 0, 132}), 1);
+  ModelParams p;
+  p.max_splits = 4;
+  EXPECT_LE(choose_splits(Spec{}, t, DecodeShape{1, 32768, 132, 2}, p), 4);
 }
 
 }  // namespace

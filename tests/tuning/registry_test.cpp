@@ -1,0 +1,165 @@
+// Shipped (embedded) and user tuning databases: what the engine loads, overlays and ignores.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "tests/tuning/tuning_test_support.hpp"
+#include "tuning/registry.hpp"
+#include "tuning/select.hpp"
+
+namespace mlajit::tuning {
+namespace {
+
+namespace fs = std::filesystem;
+using test_support::entry;
+using test_support::measured_database;
+using test_support::mma;
+
+// A fresh MLAJIT_TUNING_DIR per test; the variables are restored afterwards.
+class RegistryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = test_support::fresh_directory("mlajit-registry-test");
+    save("MLAJIT_TUNING_DIR");
+    save("MLAJIT_CACHE_DIR");
+    ::setenv("MLAJIT_TUNING_DIR", dir_.c_str(), 1);
+    reload_databases();
+  }
+  void TearDown() override {
+    for (const auto& [name, value] : saved_) {
+      if (value) ::setenv(name.c_str(), value->c_str(), 1);
+      else ::unsetenv(name.c_str());
+    }
+    reload_databases();
+    fs::remove_all(dir_);
+  }
+  void save(const std::string& name) {
+    const char* v = std::getenv(name.c_str());
+    saved_.emplace_back(name, v ? std::optional<std::string>(v) : std::nullopt);
+  }
+  void write(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
+
+  fs::path dir_;
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+TEST_F(RegistryTest, ShippedDatabasesAreEmbeddedAndOnlyMeasuredOnesAreUsed) {
+  bool sm90a = false;
+  for (const EmbeddedDatabase& e : embedded_databases()) {
+    SCOPED_TRACE(std::string(e.file));
+    const Database db = database_from_json(nlohmann::json::parse(e.text), std::string(e.file));
+    EXPECT_EQ(db.meta.arch + ".json", e.file);
+    sm90a |= e.file == "sm_90a.json";
+    const LoadedDatabase loaded = load_database(db.meta.arch);  // no user database in this test
+    if (db.meta.measured) {
+      // What ships as measured names its card and date and was not simulated.
+      EXPECT_FALSE(db.meta.card.empty());
+      EXPECT_FALSE(db.meta.date.empty());
+      EXPECT_FALSE(db.entries.empty());
+      EXPECT_EQ(db.meta.note.find("SIMULATED"), std::string::npos);
+      EXPECT_TRUE(loaded.db.has_value()) << loaded.description;
+    } else {
+      EXPECT_FALSE(loaded.db.has_value());
+      EXPECT_NE(loaded.description.find("embedded " + std::string(e.file) + ": not measured on a GPU"), std::string::npos)
+          << loaded.description;
+      EXPECT_EQ(database_for(db.meta.arch), nullptr);
+    }
+    EXPECT_NE(loaded.description.find("no user database at " + (dir_ / e.file).string()), std::string::npos)
+        << loaded.description;
+  }
+  EXPECT_TRUE(sm90a) << "tuning/db/sm_90a.json is not embedded";
+  EXPECT_EQ(database_for("gfx942"), nullptr);
+}
+
+TEST_F(RegistryTest, AUserDatabaseOverridesAndIsLoadedOnce) {
+  write(dir_ / "sm_90a.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 3, 3), 240)})));
+  const LoadedDatabase& first = loaded_database("sm_90a");
+  ASSERT_TRUE(first.db.has_value()) << first.description;
+  EXPECT_EQ(&loaded_database("sm_90a"), &first);  // cached
+  const Database* db = database_for("sm_90a");
+  ASSERT_NE(db, nullptr);
+  Spec s;
+  s.page_size = 64;
+  const Selection sel = select(s, parse_target("sm_90a"), DecodeShape{128, 4096, 132}, db);
+  EXPECT_EQ(sel.origin, Origin::exact_bucket);
+  EXPECT_EQ(sel.tile, mma(32, 3, 3));
+
+  // A reload reads the files again; references handed out before stay valid.
+  fs::remove(dir_ / "sm_90a.json");
+  reload_databases();
+  EXPECT_EQ(database_for("sm_90a"), nullptr);
+  EXPECT_TRUE(first.db.has_value());
+  EXPECT_EQ(first.db->entries.size(), 1u);
+}
+
+TEST_F(RegistryTest, UserEntriesAndModelWinOverShippedOnes) {
+  Database shipped = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250),
+                                        entry(16, 1, 4, 32768, mma(64, 2, 33), 100)});
+  const std::string shipped_text = dump_database(shipped);
+  const EmbeddedDatabase embedded[] = {{"sm_90a.json", shipped_text}};
+  Database user = measured_database({entry(16, 1, 128, 4096, mma(32, 4, 1), 230)});
+  user.meta.model.split_overhead_tokens = 33;
+  write(dir_ / "sm_90a.json", dump_database(user));
+  const LoadedDatabase loaded = load_database("sm_90a", embedded);
+  ASSERT_TRUE(loaded.db.has_value()) << loaded.description;
+  ASSERT_EQ(loaded.db->entries.size(), 2u);
+  EXPECT_EQ(loaded.db->entries[0].shape.batch, 4);  // shipped, bucket b2 first
+  EXPECT_EQ(loaded.db->entries[1].best.tile, mma(32, 4, 1));  // the user's b7 entry
+  EXPECT_EQ(loaded.db->meta.model.split_overhead_tokens, 33);
+  EXPECT_NE(loaded.description.find("embedded sm_90a.json: 2 entries measured on H100"), std::string::npos)
+      << loaded.description;
+  EXPECT_NE(loaded.description.find("user " + (dir_ / "sm_90a.json").string() + ": 1 entries"), std::string::npos)
+      << loaded.description;
+}
+
+TEST_F(RegistryTest, UnusableUserFilesAreIgnoredWithAReason) {
+  Database unmeasured = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
+  unmeasured.meta.measured = false;
+  write(dir_ / "sm_90a.json", dump_database(unmeasured));
+  LoadedDatabase loaded = load_database("sm_90a");
+  EXPECT_FALSE(loaded.db.has_value());
+  EXPECT_NE(loaded.description.find("not measured on a GPU (1 entries); ignored"), std::string::npos) << loaded.description;
+
+  Database other_arch = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
+  other_arch.meta.arch = "sm_80";
+  write(dir_ / "sm_90a.json", dump_database(other_arch));
+  loaded = load_database("sm_90a");
+  EXPECT_FALSE(loaded.db.has_value());
+  EXPECT_NE(loaded.description.find("made for sm_80, not sm_90a"), std::string::npos) << loaded.description;
+
+  write(dir_ / "sm_90a.json", "{ not json");
+  loaded = load_database("sm_90a");
+  EXPECT_FALSE(loaded.db.has_value());
+  EXPECT_NE(loaded.description.find("unreadable, ignored"), std::string::npos) << loaded.description;
+
+  Database stale = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250),
+                                      entry(16, 1, 4, 32768, mma(64, 4, 33), 100)});  // no longer fits
+  write(dir_ / "sm_90a.json", dump_database(stale));
+  loaded = load_database("sm_90a");
+  ASSERT_TRUE(loaded.db.has_value());
+  EXPECT_EQ(loaded.db->entries.size(), 1u);
+  EXPECT_NE(loaded.description.find("1 entries dropped"), std::string::npos) << loaded.description;
+}
+
+TEST_F(RegistryTest, WithoutTheVariableTheCacheRootHoldsTheUserDatabase) {
+  ::unsetenv("MLAJIT_TUNING_DIR");
+  ::setenv("MLAJIT_CACHE_DIR", dir_.c_str(), 1);
+  EXPECT_EQ(user_database_path("sm_90a"), dir_ / "tuning" / "sm_90a.json");
+  fs::create_directories(dir_ / "tuning");
+  write(dir_ / "tuning" / "sm_90a.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)})));
+  EXPECT_NE(database_for("sm_90a"), nullptr);
+}
+
+TEST_F(RegistryTest, ADatabaseFileForExplain) {
+  write(dir_ / "mine.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)})));
+  LoadedDatabase loaded = load_database_file(dir_ / "mine.json", "sm_90a");
+  ASSERT_TRUE(loaded.db.has_value()) << loaded.description;
+  loaded = load_database_file(dir_ / "mine.json", "gfx942");
+  EXPECT_FALSE(loaded.db.has_value());
+}
+
+}  // namespace
+}  // namespace mlajit::tuning

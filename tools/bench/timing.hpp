@@ -1,0 +1,50 @@
+// Device side of a timed decode, shared by `mlajit bench` and `mlajit tune`: a host problem
+// uploaded once, GPU-event timing with L2 flushed between runs (BENCH.md), the output read back.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "reference/decode_reference.hpp"
+#include "runtime/engine.hpp"
+
+namespace mlajit::tools {
+
+struct DeviceProblem {
+  runtime::DeviceBuffer q, kv, qo, kvp, kvi, last, out, lse, workspace;
+  DecodeArgs args;  // pointing at the buffers above
+};
+
+// Uploads a host problem with a split-K workspace of `workspace_bytes` (grow it with
+// ensure_workspace).
+DeviceProblem upload(Engine& engine, const reference::DecodeProblem& problem, std::size_t workspace_bytes = 0);
+// Makes the workspace large enough for a call with `tile` (nullopt: the engine's choice).
+void ensure_workspace(Engine& engine, DeviceProblem& d, const std::optional<TileConfig>& tile);
+// The first `rows` (token x head) output rows as floats.
+std::vector<float> download_output(Engine& engine, const DeviceProblem& d, const Spec& spec, long long rows);
+
+// Median device time of a call between two GPU events, L2 flushed (when asked) before each run.
+class DecodeTimer {
+ public:
+  DecodeTimer(runtime::Device& device, bool flush_l2);
+  ~DecodeTimer();
+  DecodeTimer(const DecodeTimer&) = delete;
+  DecodeTimer& operator=(const DecodeTimer&) = delete;
+
+  // `warmup` untimed calls, then the median of `runs` timed ones, in ms.
+  double median_ms(const std::function<void()>& call, int warmup, int runs);
+
+ private:
+  runtime::Device& device_;
+  runtime::DeviceBuffer flush_;
+  void* start_ = nullptr;
+  void* end_ = nullptr;
+  unsigned runs_ = 0;
+};
+
+// Today's date (UTC), YYYY-MM-DD.
+std::string today();
+
+}  // namespace mlajit::tools
