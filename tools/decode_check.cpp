@@ -53,71 +53,79 @@ std::vector<float> load_elements(const void* data, DType t, std::size_t count) {
   return values;
 }
 
+DeviceProblem upload(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits) {
+  runtime::Device& device = engine.device();
+  auto put = [&](runtime::DeviceBuffer& buffer, const void* data, std::size_t bytes) {
+    buffer = runtime::DeviceBuffer(device, bytes == 0 ? 16 : bytes);
+    if (bytes > 0) device.copy_to_device(buffer.get(), data, bytes);
+  };
+  auto poisoned = [&](runtime::DeviceBuffer& buffer, std::size_t bytes) {
+    buffer = runtime::DeviceBuffer(device, bytes == 0 ? 16 : bytes);
+    device.fill_bytes(buffer.get(), 0xff, buffer.size());  // NaN in every float format (fp8 too)
+  };
+  const Spec& s = p.spec;
+  DeviceProblem d;
+  put(d.q, p.q.data(), p.q.size());
+  put(d.kv, p.kv.data(), p.kv.size());
+  put(d.qo, p.qo_indptr.data(), p.qo_indptr.size() * sizeof(int));
+  put(d.kvp, p.kv_indptr.data(), p.kv_indptr.size() * sizeof(int));
+  put(d.kvi, p.kv_indices.data(), p.kv_indices.size() * sizeof(int));
+  put(d.last, p.kv_last_page_lens.data(), p.kv_last_page_lens.size() * sizeof(int));
+  put(d.cos_sin, p.cos_sin_cache.data(), p.cos_sin_cache.size());
+  put(d.positions, p.positions.data(), p.positions.size() * sizeof(std::int64_t));
+  const bool rope = s.rope != RopeStyle::none;
+  poisoned(d.k_pe, rope ? std::size_t(p.total_q) * s.rope_dim * dtype_size(s.kv_dtype) : 0);
+  poisoned(d.out, std::size_t(p.total_q) * s.heads * s.v_dim() * dtype_size(s.out_dtype));
+  poisoned(d.lse, std::size_t(p.total_q) * s.heads * sizeof(float));
+
+  ProblemBuffers b;
+  b.q = d.q.get();
+  b.kv = d.kv.get();
+  b.out = d.out.get();
+  b.lse = d.lse.as<float>();
+  b.qo_indptr = d.qo.as<int>();
+  b.kv_indptr = d.kvp.as<int>();
+  b.kv_indices = d.kvi.as<int>();
+  b.kv_last_page_lens = d.last.as<int>();
+  b.cos_sin_cache = d.cos_sin.get();
+  b.positions = static_cast<const std::int64_t*>(d.positions.get());
+  b.k_pe_out = d.k_pe.get();
+  d.args = decode_args(p, b, num_kv_splits);
+  return d;
+}
+
 DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits,
                         const std::optional<TileConfig>& tile) {
   runtime::Device& device = engine.device();
-  auto upload = [&](const void* data, std::size_t bytes) {
-    runtime::DeviceBuffer buffer(device, bytes == 0 ? 16 : bytes);
-    if (bytes > 0) device.copy_to_device(buffer.get(), data, bytes);
-    return buffer;
-  };
   const Spec& s = p.spec;
   const std::size_t out_elems = std::size_t(p.total_q) * s.heads * s.v_dim();
   const std::size_t out_bytes = out_elems * dtype_size(s.out_dtype);
   const std::size_t lse_elems = std::size_t(p.total_q) * s.heads;
-
-  runtime::DeviceBuffer q = upload(p.q.data(), p.q.size());
-  runtime::DeviceBuffer kv = upload(p.kv.data(), p.kv.size());
-  runtime::DeviceBuffer qo = upload(p.qo_indptr.data(), p.qo_indptr.size() * sizeof(int));
-  runtime::DeviceBuffer kvp = upload(p.kv_indptr.data(), p.kv_indptr.size() * sizeof(int));
-  runtime::DeviceBuffer kvi = upload(p.kv_indices.data(), p.kv_indices.size() * sizeof(int));
-  runtime::DeviceBuffer last = upload(p.kv_last_page_lens.data(), p.kv_last_page_lens.size() * sizeof(int));
   const bool rope = s.rope != RopeStyle::none;
   const std::size_t k_pe_elems = rope ? std::size_t(p.total_q) * s.rope_dim : 0;
   const std::size_t k_pe_bytes = k_pe_elems * dtype_size(s.kv_dtype);
-  runtime::DeviceBuffer cos_sin = upload(p.cos_sin_cache.data(), p.cos_sin_cache.size());
-  runtime::DeviceBuffer positions = upload(p.positions.data(), p.positions.size() * sizeof(std::int64_t));
-  runtime::DeviceBuffer k_pe(device, k_pe_bytes == 0 ? 16 : k_pe_bytes);
-  device.fill_bytes(k_pe.get(), 0xff, k_pe.size());  // NaN (fp8: 0xff is NaN too): unwritten rows show
-  runtime::DeviceBuffer out(device, out_bytes == 0 ? 16 : out_bytes);
-  runtime::DeviceBuffer lse(device, (lse_elems == 0 ? 4 : lse_elems) * sizeof(float));
-  device.fill_bytes(out.get(), 0xff, out.size());  // NaN in every float format we write
-  device.fill_bytes(lse.get(), 0xff, lse.size());
-
-  ProblemBuffers b;
-  b.q = q.get();
-  b.kv = kv.get();
-  b.out = out.get();
-  b.lse = lse.as<float>();
-  b.qo_indptr = qo.as<int>();
-  b.kv_indptr = kvp.as<int>();
-  b.kv_indices = kvi.as<int>();
-  b.kv_last_page_lens = last.as<int>();
-  b.cos_sin_cache = cos_sin.get();
-  b.positions = static_cast<const std::int64_t*>(positions.get());
-  b.k_pe_out = k_pe.get();
-  DecodeArgs a = decode_args(p, b, num_kv_splits);
+  DeviceProblem d = upload(engine, p, num_kv_splits);
+  DecodeArgs a = d.args;
 
   DeviceRun run;
   run.plan = engine.plan_decode(a, tile);
-  runtime::DeviceBuffer workspace;
-  if (run.plan.workspace_bytes > 0) workspace = runtime::DeviceBuffer(device, run.plan.workspace_bytes);
-  a.workspace = workspace.get();
-  a.workspace_bytes = workspace.size();
+  if (run.plan.workspace_bytes > 0) d.workspace = runtime::DeviceBuffer(device, run.plan.workspace_bytes);
+  a.workspace = d.workspace.get();
+  a.workspace_bytes = d.workspace.size();
   engine.decode(a, tile);
   device.synchronize();
 
   std::vector<std::uint8_t> raw(out_bytes);
-  if (out_bytes > 0) device.copy_to_host(raw.data(), out.get(), out_bytes);
+  if (out_bytes > 0) device.copy_to_host(raw.data(), d.out.get(), out_bytes);
   run.out = load_elements(raw.data(), s.out_dtype, out_elems);
   if (rope) {
     std::vector<std::uint8_t> raw_k_pe(k_pe_bytes);
-    if (k_pe_bytes > 0) device.copy_to_host(raw_k_pe.data(), k_pe.get(), k_pe_bytes);
+    if (k_pe_bytes > 0) device.copy_to_host(raw_k_pe.data(), d.k_pe.get(), k_pe_bytes);
     run.k_pe_out = load_elements(raw_k_pe.data(), s.kv_dtype, k_pe_elems);
   }
   if (s.return_lse) {
     run.lse.resize(lse_elems);
-    if (lse_elems > 0) device.copy_to_host(run.lse.data(), lse.get(), lse_elems * sizeof(float));
+    if (lse_elems > 0) device.copy_to_host(run.lse.data(), d.lse.get(), lse_elems * sizeof(float));
   }
   return run;
 }

@@ -25,6 +25,15 @@ struct ProblemBuffers {
   void* k_pe_out = nullptr;
 };
 
+// A host problem uploaded to a device: every tensor, outputs poisoned with NaN bytes (so an
+// element the kernel never writes shows up as non-finite), and the call that decodes it (no
+// workspace yet: see ensure_workspace in tools/bench/timing.hpp or run_on_device).
+struct DeviceProblem {
+  runtime::DeviceBuffer q, kv, qo, kvp, kvi, last, cos_sin, positions, k_pe, out, lse, workspace;
+  DecodeArgs args;  // pointing at the buffers above
+};
+DeviceProblem upload(Engine& engine, const reference::DecodeProblem& problem, int num_kv_splits = 0);
+
 // The call that decodes `problem` with its tensors at `buffers` (num_kv_splits: 0 = auto).
 DecodeArgs decode_args(const reference::DecodeProblem& problem, const ProblemBuffers& buffers, int num_kv_splits);
 // The first `count` elements of a buffer of type t, as floats.

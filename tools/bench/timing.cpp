@@ -6,54 +6,6 @@
 
 namespace mlajit::tools {
 
-DeviceProblem upload(Engine& engine, const reference::DecodeProblem& p, std::size_t workspace_bytes) {
-  runtime::Device& device = engine.device();
-  DeviceProblem d;
-  auto put = [&](runtime::DeviceBuffer& buffer, const void* data, std::size_t bytes) {
-    buffer = runtime::DeviceBuffer(device, std::max<std::size_t>(bytes, 16));
-    if (bytes) device.copy_to_device(buffer.get(), data, bytes);
-  };
-  const Spec& s = p.spec;
-  put(d.q, p.q.data(), p.q.size());
-  put(d.kv, p.kv.data(), p.kv.size());
-  put(d.qo, p.qo_indptr.data(), p.qo_indptr.size() * 4);
-  put(d.kvp, p.kv_indptr.data(), p.kv_indptr.size() * 4);
-  put(d.kvi, p.kv_indices.data(), p.kv_indices.size() * 4);
-  put(d.last, p.kv_last_page_lens.data(), p.kv_last_page_lens.size() * 4);
-  d.out = runtime::DeviceBuffer(device, std::size_t(p.total_q) * s.heads * s.v_dim() * dtype_size(s.out_dtype));
-  d.lse = runtime::DeviceBuffer(device, std::size_t(p.total_q) * s.heads * 4);
-  DecodeArgs& a = d.args;
-  a.q = d.q.get();
-  a.q_dtype = s.q_dtype;
-  a.kv_buffer = d.kv.get();
-  a.kv_dtype = s.kv_dtype;
-  a.kv_page_stride = p.kv_page_stride;
-  a.out = d.out.get();
-  a.out_dtype = s.out_dtype;
-  a.lse = s.return_lse ? d.lse.as<float>() : nullptr;
-  a.qo_indptr = d.qo.as<int>();
-  a.kv_indptr = d.kvp.as<int>();
-  a.kv_indices = d.kvi.as<int>();
-  a.kv_last_page_lens = d.last.as<int>();
-  a.batch = p.batch;
-  a.total_q = p.total_q;
-  a.num_heads = s.heads;
-  a.max_seqlen_q = s.s_q;
-  a.page_size = s.page_size;
-  a.kv_lora_rank = s.kv_lora_rank;
-  a.rope_dim = s.rope_dim;
-  a.num_kv_indices = (long long)p.kv_indices.size();
-  a.sm_scale = p.sm_scale;
-  a.logit_cap = s.logit_cap;
-  a.q_scale = p.q_scale;
-  a.kv_scale = p.kv_scale;
-  a.causal = s.causal;
-  if (workspace_bytes > 0) d.workspace = runtime::DeviceBuffer(device, workspace_bytes);
-  a.workspace = d.workspace.get();
-  a.workspace_bytes = d.workspace.size();
-  return d;
-}
-
 void ensure_workspace(Engine& engine, DeviceProblem& d, const std::optional<TileConfig>& tile) {
   const std::size_t bytes = engine.decode_workspace_size(d.args, tile);
   if (bytes <= d.workspace.size()) return;

@@ -9,17 +9,10 @@
 
 #include "reference/decode_reference.hpp"
 #include "runtime/engine.hpp"
+#include "tools/decode_check.hpp"
 
 namespace mlajit::tools {
 
-struct DeviceProblem {
-  runtime::DeviceBuffer q, kv, qo, kvp, kvi, last, out, lse, workspace;
-  DecodeArgs args;  // pointing at the buffers above
-};
-
-// Uploads a host problem with a split-K workspace of `workspace_bytes` (grow it with
-// ensure_workspace).
-DeviceProblem upload(Engine& engine, const reference::DecodeProblem& problem, std::size_t workspace_bytes = 0);
 // Makes the workspace large enough for a call with `tile` (nullopt: the engine's choice).
 void ensure_workspace(Engine& engine, DeviceProblem& d, const std::optional<TileConfig>& tile);
 // The first `rows` (token x head) output rows as floats.
