@@ -1,6 +1,7 @@
 // CUDA backend over the driver API and NVRTC. Both libraries are dlopen()ed on first use;
 // cuda.h / nvrtc.h are used for their types only, nothing links against libcuda or libnvrtc.
 #include "runtime/cuda/cuda_backend.hpp"
+#include "runtime/cuda/ptxas_log.hpp"
 
 #include <cuda.h>
 #include <dlfcn.h>
@@ -8,7 +9,9 @@
 
 #include <chrono>
 #include <mutex>
-#include <regex>
+#include <algorithm>
+#include <charconv>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -197,39 +200,6 @@ const Driver& require_driver() {
   const Driver& d = driver();
   if (!d.loaded()) throw Error(ErrorCode::backend_unavailable, d.failure);
   return d;
-}
-
-// "ptxas info : Used 40 registers" and "N bytes stack frame, N bytes spill stores, N bytes spill loads"
-// per entry, from NVRTC's log with --ptxas-options=-v (known without a device).
-std::map<std::string, KernelResources> parse_ptxas_log(const std::string& log) {
-  std::map<std::string, KernelResources> out;
-  static const std::regex function_re(R"(Function properties for (\S+))");
-  static const std::regex frame_re(R"((\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads)");
-  static const std::regex used_re(R"(Used (\d+) registers(.*))");
-  static const std::regex smem_re(R"((\d+) bytes smem)");
-  std::string current;
-  std::size_t pos = 0;
-  while (pos < log.size()) {
-    std::size_t end = log.find('\n', pos);
-    if (end == std::string::npos) end = log.size();
-    const std::string line = log.substr(pos, end - pos);
-    std::smatch m;
-    if (std::regex_search(line, m, function_re)) {
-      current = m[1];
-      out[current].origin = "ptxas";
-    } else if (!current.empty() && std::regex_search(line, m, frame_re)) {
-      out[current].local_bytes = std::stoi(m[1]);
-      out[current].spill_stores = std::stoi(m[2]);
-      out[current].spill_loads = std::stoi(m[3]);
-    } else if (!current.empty() && std::regex_search(line, m, used_re)) {
-      out[current].registers = std::stoi(m[1]);
-      std::smatch s;
-      const std::string rest = m[2];
-      out[current].shared_bytes = std::regex_search(rest, s, smem_re) ? std::stoi(s[1]) : 0;
-    }
-    pos = end + 1;
-  }
-  return out;
 }
 
 // ---- kernel / module / device ------------------------------------------------------------
