@@ -37,3 +37,26 @@ struct MljCombineParams {
   int total_q;
   int num_splits;
 };
+
+// Persistent-decode metadata (decode/schedule.cuh). Every pointer is a section of one int32
+// buffer laid out by mlajit::persistent_layout (runtime/persistent_layout.hpp); the section
+// sizes depend only on (batch, heads, s_q, rows_per_item, workers), never on device data.
+struct MljScheduleParams {
+  const int* qo_indptr;          // [batch + 1]
+  const int* kv_indptr;          // [batch + 1] pages (or tokens when page_size == 1)
+  const int* kv_last_page_lens;  // [batch]
+  int* header;                   // [4]: items, split tiles, partial slots, total cost
+  int* work_indptr;              // [workers + 1]: worker w walks items work_indptr[w] .. [w+1]
+  int* work_items;               // [max_items][8]: MljWorkItem fields, in worker order
+  int* reduce_indptr;            // [tiles + 1]: partial slots of tile t (empty when unsplit)
+  int* reduce_tiles;             // [max_split_tiles]: the split tiles, in order (first header[1])
+  int* reduce_partial_map;       // [max_partials]: partial slot of each split piece, KV order
+  int batch;
+  int heads;
+  int s_q;                       // max query tokens per request (row groups are sized with it)
+  int page_size;
+  int rows_per_item;             // query rows (token * heads + head) per work item
+  int workers;                   // persistent CTAs
+  int kv_block;                  // tokens per cost unit (FlashMLA: 64)
+  int overhead;                  // fixed cost per work item, in kv blocks (FlashMLA: 5)
+};

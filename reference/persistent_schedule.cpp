@@ -1,0 +1,73 @@
+#include "reference/persistent_schedule.hpp"
+
+#include <algorithm>
+
+namespace mlajit::reference {
+
+int request_kv_len(const std::vector<int>& kv_indptr, const std::vector<int>& kv_last_page_lens, int page_size, int b) {
+  const int pages = kv_indptr[b + 1] - kv_indptr[b];
+  return pages > 0 ? (pages - 1) * page_size + kv_last_page_lens[b] : 0;
+}
+
+PersistentSchedule persistent_schedule(const ScheduleShape& shape, const std::vector<int>& qo_indptr,
+                                       const std::vector<int>& kv_indptr, const std::vector<int>& kv_last_page_lens) {
+  const PersistentLayout layout = persistent_layout(shape);
+  const int groups = layout.groups;
+  struct Tile {
+    int request, group, kv_len, blocks;
+    bool valid;
+  };
+  std::vector<Tile> tiles;
+  PersistentSchedule out;
+  for (int b = 0; b < shape.batch; ++b) {
+    const int q_count = std::clamp(qo_indptr[b + 1] - qo_indptr[b], 0, shape.s_q);
+    const int kv_len = request_kv_len(kv_indptr, kv_last_page_lens, shape.page_size, b);
+    for (int g = 0; g < groups; ++g) {
+      const bool valid = g * shape.rows_per_item < q_count * shape.heads;
+      const int blocks = (kv_len + shape.kv_block - 1) / shape.kv_block;
+      tiles.push_back({b, g, kv_len, blocks, valid});
+      if (valid) out.total_cost += blocks + shape.overhead;
+    }
+  }
+  const int share = std::max(1, (out.total_cost + shape.workers - 1) / shape.workers);
+
+  // Worker `w` has filled the cost line up to `pos`; its share ends at (w + 1) * share.
+  int w = 0;
+  long pos = 0;
+  auto advance_to = [&](int worker) { w = std::max(w, worker); };
+  for (int t = 0; t < int(tiles.size()); ++t) {
+    const Tile& tile = tiles[t];
+    out.reduce_indptr.push_back(int(out.reduce_partial_map.size()));
+    if (!tile.valid) continue;
+    std::vector<std::array<int, 3>> pieces;  // worker, first block, end block
+    if (tile.blocks == 0) {
+      advance_to(std::min<int>(int(pos / share), shape.workers - 1));
+      pieces.push_back({w, 0, 0});
+    } else {
+      int done = 0;
+      while (done < tile.blocks) {
+        advance_to(int((pos + done) / share));
+        const int room = int((long(w) + 1) * share - (pos + done));
+        const int take = std::min(room, tile.blocks - done);
+        pieces.push_back({w, done, done + take});
+        done += take;
+      }
+    }
+    const bool split = pieces.size() > 1;
+    if (split) out.reduce_tiles.push_back(t);
+    for (int j = 0; j < int(pieces.size()); ++j) {
+      const int slot = split ? int(out.reduce_partial_map.size()) : -1;
+      if (split) out.reduce_partial_map.push_back(slot);
+      out.items.push_back({tile.request, tile.group, std::min(pieces[j][1] * shape.kv_block, tile.kv_len),
+                           std::min(pieces[j][2] * shape.kv_block, tile.kv_len), slot, pieces[j][0], t, j});
+    }
+    pos += tile.blocks + shape.overhead;
+  }
+  out.work_indptr.assign(shape.workers + 1, 0);  // counts per worker, then their prefix sums
+  for (const auto& item : out.items) ++out.work_indptr[item[5] + 1];
+  for (int k = 0; k < shape.workers; ++k) out.work_indptr[k + 1] += out.work_indptr[k];
+  out.reduce_indptr.push_back(int(out.reduce_partial_map.size()));
+  return out;
+}
+
+}  // namespace mlajit::reference

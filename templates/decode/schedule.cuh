@@ -1,0 +1,199 @@
+// Persistent decode, step 1: the metadata kernel. One CTA, block-wide, no host synchronisation:
+// it reads the indptrs on the device and fills fixed-size int32 buffers (MljScheduleParams;
+// sizes from mlajit::persistent_layout on the host), so metadata + persistent kernel + reduce
+// can be captured in one CUDA graph and replayed with new lengths.
+//
+// Model. A tile is (request b, row group g): query rows [g*R, (g+1)*R) of the request, a row being
+// token * heads + head over its query tokens (as in portable.cuh), R = rows_per_item. Tile ids are
+// t = b * G + g with G = ceil(s_q * heads / R) fixed, so ids never depend on device data; row groups
+// past a request's own query rows (qo_indptr diff < s_q) are idle and get no work. A tile costs
+// n + overhead with n = ceil(kv_len / kv_block) (FlashMLA: 64-token blocks, +5). On the line of
+// cumulative cost (tiles in id order; each tile's n blocks, then its overhead), worker w owns
+// [w*Q, (w+1)*Q), Q = ceil(total / workers): a tile's blocks are cut at multiples of Q into pieces
+// (work items), each owned by the worker holding its first block; a tile with no KV is one item of
+// its worker. So every worker's items are one contiguous run of the item list (work_indptr), the
+// KV cuts are kv_block-aligned, and a worker pays at most Q + overhead (the last item's overhead
+// may lie past its range). At most workers - 1 cuts exist: items <= tiles + workers - 1, split
+// tiles <= workers - 1, partial slots <= 2 * (workers - 1).
+//
+// Work item (8 int32, 32 bytes): [0] request, [1] row group, [2] kv_begin, [3] kv_end (tokens of
+// the request's KV, relative to its start; page = kv_indices[kv_indptr[b] + token / page_size]),
+// [4] partial slot or -1 when the item is the whole tile, [5] worker, [6] tile id, [7] piece index
+// within the tile (KV order).
+//
+// Consumer (next step, not here): the persistent kernel launches `workers` CTAs; CTA w loops over
+// items work_indptr[w] .. work_indptr[w+1] and runs the existing tile code on rows g*R .. of
+// request b (same row mapping as portable.cuh) over keys [kv_begin, kv_end) with the causal limit
+// of each row as today. Slot -1: write o (+ LSE) directly, normalised. Otherwise write the
+// normalised fp32 partial and natural-log LSE of its R rows to partial slot s (rows s*R .. s*R+R-1
+// of a [max_partials * R, v_dim] fp32 workspace + [max_partials * R] LSE); an empty KV range gives
+// LSE = -inf. The reduce launches a fixed grid of max_split_tiles (x rows) CTAs, graph-safe: CTA i
+// exits when i >= header[1], else takes t = reduce_tiles[i], and for its rows merges the slots
+// reduce_partial_map[reduce_indptr[t] .. reduce_indptr[t+1]) exactly as decode_combine merges
+// splits (max LSE, exp-weighted sum), then writes o / LSE of tile t's rows
+// (request t / G, row group t % G). Slots are assigned in item order, so the map is the identity
+// today; it is kept (AITER's reduce_partial_map form) so slot recycling can change later.
+//
+// Launch: grid 1, kThreads threads (any count; 256 is plenty), 3 * kThreads * 4 bytes of dynamic
+// shared memory (mlajit::schedule_shared_bytes). Preconditions: workers >= 1, total cost < 2^31;
+// requests with more than s_q query tokens are clamped to s_q rows (the layout assumes s_q max).
+// Checked on the CPU against reference/persistent_schedule.cpp (tests/templates/schedule_host_test).
+#pragma once
+
+#include "decode/numeric.cuh"
+#include "decode/params.cuh"
+
+namespace mlj {
+
+enum : int {
+  kItemRequest = 0,
+  kItemRowGroup = 1,
+  kItemKvBegin = 2,
+  kItemKvEnd = 3,
+  kItemPartial = 4,
+  kItemWorker = 5,
+  kItemTile = 6,
+  kItemPiece = 7,
+  kItemInts = 8,
+};
+
+struct ScheduleTile {
+  bool valid;  // the row group has query rows
+  int kv_len;  // tokens
+  int blocks;  // ceil(kv_len / kv_block)
+  int cost;    // blocks + overhead when valid, else 0
+};
+
+MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, int groups, int t) {
+  const int b = t / groups;
+  const int g = t - b * groups;
+  const int q_count = min_int(max_int(p.qo_indptr[b + 1] - p.qo_indptr[b], 0), p.s_q);
+  const int pages = p.kv_indptr[b + 1] - p.kv_indptr[b];
+  ScheduleTile tile;
+  tile.valid = g * p.rows_per_item < q_count * p.heads;
+  tile.kv_len = pages > 0 ? (pages - 1) * p.page_size + p.kv_last_page_lens[b] : 0;
+  tile.blocks = ceil_div(tile.kv_len, p.kv_block);
+  tile.cost = tile.valid ? tile.blocks + p.overhead : 0;
+  return tile;
+}
+
+// Pieces of a valid tile whose blocks start at `pos` on the cost line.
+MLJ_DEVICE int schedule_pieces(int pos, int blocks, int q) {
+  return blocks == 0 ? 1 : (pos + blocks - 1) / q - pos / q + 1;
+}
+
+// Block-wide inclusive scan of three ints per thread in shared memory s[3][kThreads]
+// (Hillis-Steele); returns each thread's exclusive prefix in v[], the totals in total[].
+template <int kThreads>
+MLJ_DEVICE void schedule_scan3(int* s, int tid, int v[3], int total[3]) {
+  for (int k = 0; k < 3; ++k) s[k * kThreads + tid] = v[k];
+  mlj_barrier();
+  for (int offset = 1; offset < kThreads; offset *= 2) {
+    int sum[3];
+    for (int k = 0; k < 3; ++k) sum[k] = s[k * kThreads + tid] + (tid >= offset ? s[k * kThreads + tid - offset] : 0);
+    mlj_barrier();
+    for (int k = 0; k < 3; ++k) s[k * kThreads + tid] = sum[k];
+    mlj_barrier();
+  }
+  for (int k = 0; k < 3; ++k) {
+    v[k] = s[k * kThreads + tid] - v[k];
+    total[k] = s[k * kThreads + kThreads - 1];
+  }
+  mlj_barrier();  // s may be reused
+}
+
+// One CTA of kThreads threads; dynamic shared memory: 3 * kThreads ints.
+template <int kThreads>
+MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
+  const int tid = threadIdx.x;
+  int* s = reinterpret_cast<int*>(mlj_dynamic_shared());
+  const int groups = ceil_div(p.s_q * p.heads, p.rows_per_item);
+  const int tiles = p.batch * groups;
+  const int workers = p.workers;
+  // Each thread owns a contiguous segment of tiles.
+  const int per_thread = ceil_div(tiles, kThreads);
+  const int t0 = min_int(tiles, tid * per_thread);
+  const int t1 = min_int(tiles, t0 + per_thread);
+
+  // Pass 1: cost line.
+  int v[3] = {0, 0, 0};
+  int total[3];
+  for (int t = t0; t < t1; ++t) v[0] += schedule_tile(p, groups, t).cost;
+  schedule_scan3<kThreads>(s, tid, v, total);
+  const int cost_base = v[0];
+  const int total_cost = total[0];
+  const int q = max_int(1, ceil_div(total_cost, workers));
+
+  // Pass 2: items, partial slots and split tiles before each segment.
+  v[0] = v[1] = v[2] = 0;
+  int pos = cost_base;
+  for (int t = t0; t < t1; ++t) {
+    const ScheduleTile tile = schedule_tile(p, groups, t);
+    if (tile.valid) {
+      const int pieces = schedule_pieces(pos, tile.blocks, q);
+      v[0] += pieces;
+      if (pieces > 1) {
+        v[1] += pieces;
+        v[2] += 1;
+      }
+    }
+    pos += tile.cost;
+  }
+  schedule_scan3<kThreads>(s, tid, v, total);
+  const int total_items = total[0];
+
+  // Pass 3: emit.
+  int item = v[0], slot = v[1], split = v[2];
+  pos = cost_base;
+  for (int t = t0; t < t1; ++t) {
+    const ScheduleTile tile = schedule_tile(p, groups, t);
+    p.reduce_indptr[t] = slot;
+    if (tile.valid) {
+      const int pieces = schedule_pieces(pos, tile.blocks, q);
+      const int first = min_int(pos / q, workers - 1);
+      if (pieces > 1) p.reduce_tiles[split++] = t;
+      for (int j = 0; j < pieces; ++j) {
+        const int w = first + j;
+        const int lo = max_int(pos, w * q) - pos;
+        const int hi = min_int(pos + tile.blocks, (w + 1) * q) - pos;
+        int* it = p.work_items + item * kItemInts;
+        it[kItemRequest] = t / groups;
+        it[kItemRowGroup] = t - (t / groups) * groups;
+        it[kItemKvBegin] = min_int(lo * p.kv_block, tile.kv_len);
+        it[kItemKvEnd] = min_int(hi * p.kv_block, tile.kv_len);
+        it[kItemPartial] = pieces > 1 ? slot + j : -1;
+        it[kItemWorker] = w;
+        it[kItemTile] = t;
+        it[kItemPiece] = j;
+        if (pieces > 1) p.reduce_partial_map[slot + j] = slot + j;
+        ++item;
+      }
+      if (pieces > 1) slot += pieces;
+    }
+    pos += tile.cost;
+  }
+  if (tid == kThreads - 1) {
+    p.reduce_indptr[tiles] = total[1];
+    p.header[0] = total_items;
+    p.header[1] = total[2];
+    p.header[2] = total[1];
+    p.header[3] = total_cost;
+  }
+  mlj_barrier();  // items are visible to the whole CTA
+
+  // work_indptr[w] = first item whose worker is >= w (workers are non-decreasing along the list).
+  for (int w = tid; w <= workers; w += kThreads) {
+    int lo = 0, hi = total_items;
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (p.work_items[mid * kItemInts + kItemWorker] < w) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    p.work_indptr[w] = lo;
+  }
+}
+
+}  // namespace mlj
