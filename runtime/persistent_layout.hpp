@@ -95,6 +95,14 @@ inline MljScheduleParams schedule_params(const ScheduleShape& s, const int* qo_i
   return p;
 }
 
+// The section offsets the persistent kernel and its reduce read (MljPersistentLayout).
+constexpr MljPersistentLayout persistent_kernel_layout(const ScheduleShape& s) {
+  const PersistentLayout l = persistent_layout(s);
+  return MljPersistentLayout{int(l.header),        int(l.work_indptr),  int(l.work_items),
+                             int(l.reduce_indptr), int(l.reduce_tiles), int(l.reduce_partial_map),
+                             l.groups,             s.rows_per_item};
+}
+
 // Dynamic shared memory of the metadata kernel with `threads` threads.
 constexpr std::size_t schedule_shared_bytes(int threads) { return std::size_t(3) * threads * sizeof(int); }
 

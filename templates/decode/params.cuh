@@ -60,3 +60,18 @@ struct MljScheduleParams {
   int kv_block;                  // tokens per cost unit (FlashMLA: 64)
   int overhead;                  // fixed cost per work item, in kv blocks (FlashMLA: 5)
 };
+
+// Where the persistent kernel and its reduce find the metadata (decode/schedule.cuh) in the one
+// int32 buffer: section offsets in int32 elements, as mlajit::persistent_layout computes them
+// (mlajit::persistent_kernel_layout). In persistent mode MljDecodeParams' partial_out /
+// partial_lse point at [max_partials * rows_per_item] rows (x v_dim) / rows of the workspace.
+struct MljPersistentLayout {
+  int header;
+  int work_indptr;
+  int work_items;
+  int reduce_indptr;
+  int reduce_tiles;
+  int reduce_partial_map;
+  int groups;         // row groups per request: tile t = request * groups + row group
+  int rows_per_item;  // query rows per tile (the stage-1 kernel's rows per CTA)
+};
