@@ -21,58 +21,13 @@
 #include "runtime/decode_params.hpp"
 #include "runtime/persistent_layout.hpp"
 #include "tools/decode_check.hpp"
+#include "tests/templates/host_decode.hpp"
 
 namespace mlajit {
 namespace {
 
-template <class T>
-constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, mlj::bf16>) return DType::bf16;
-  if constexpr (std::is_same_v<T, mlj::fp16>) return DType::fp16;
-  if constexpr (std::is_same_v<T, mlj::fp8_e4m3>) return DType::fp8_e4m3;
-  return DType::fp32;
-}
+using namespace host_decode;
 
-constexpr RopeStyle rope_of(mlj::RopeStyle r) {
-  return r == mlj::RopeStyle::neox ? RopeStyle::neox : r == mlj::RopeStyle::gptj ? RopeStyle::gptj : RopeStyle::none;
-}
-
-// What the generated stub's MljDecodeConfig holds (kv_lora_rank 512, rope_dim 64, LSE written).
-template <class Q, class Kv, class Out, int Heads, int PageSize, bool Causal, mlj::RopeStyle Rope, int HeadsPerCta,
-          int Tile = 16, int Warps = 2>
-struct HostCfg {
-  using QType = Q;
-  using KvType = Kv;
-  using OutType = Out;
-  static constexpr int kHeads = Heads;
-  static constexpr int kKvLoraRank = 512;
-  static constexpr int kRopeDim = 64;
-  static constexpr int kPageSize = PageSize;
-  static constexpr bool kCausal = Causal;
-  static constexpr float kLogitCap = 0.0f;
-  static constexpr bool kWriteLse = true;
-  static constexpr mlj::RopeStyle kRope = Rope;
-  static constexpr int kHeadsPerCta = HeadsPerCta;
-  static constexpr int kTokensPerTile = Tile;
-  static constexpr int kWarps = Warps;
-  static constexpr int kStages = 1;
-  static constexpr int kCombineThreads = 128;
-
-  static Spec spec(int s_q) {
-    Spec s;
-    s.q_dtype = dtype_of<Q>();
-    s.kv_dtype = dtype_of<Kv>();
-    s.out_dtype = dtype_of<Out>();
-    s.heads = Heads;
-    s.page_size = PageSize;
-    s.s_q = s_q;
-    s.causal = Causal;
-    s.return_lse = true;
-    s.rope = rope_of(Rope);
-    return s;
-  }
-  static TileConfig tile() { return TileConfig{KernelFamily::portable, HeadsPerCta, Tile, Warps, 1, 1}; }
-};
 
 struct PersistentRun {
   tools::DeviceRun run;
@@ -84,22 +39,8 @@ struct PersistentRun {
 template <class Cfg>
 PersistentRun run_persistent(const reference::DecodeProblem& p, int workers, int kv_block) {
   const Spec& s = p.spec;
-  const std::size_t rows = std::size_t(p.total_q) * s.heads;
-  std::vector<std::uint8_t> out(rows * s.v_dim() * dtype_size(s.out_dtype), 0xff);  // NaN: unwritten shows
-  std::vector<std::uint8_t> k_pe(std::size_t(p.total_q) * s.rope_dim * dtype_size(s.kv_dtype), 0xff);
-  std::vector<float> lse(rows, NAN);
-  const tools::ProblemBuffers buffers{.q = p.q.data(),
-                                      .kv = p.kv.data(),
-                                      .out = out.data(),
-                                      .lse = lse.data(),
-                                      .qo_indptr = p.qo_indptr.data(),
-                                      .kv_indptr = p.kv_indptr.data(),
-                                      .kv_indices = p.kv_indices.data(),
-                                      .kv_last_page_lens = p.kv_last_page_lens.data(),
-                                      .cos_sin_cache = p.cos_sin_cache.data(),
-                                      .positions = p.positions.data(),
-                                      .k_pe_out = k_pe.data()};
-  DecodeArgs args = tools::decode_args(p, buffers, 1);
+  HostOutputs outputs(p);
+  DecodeArgs args = tools::decode_args(p, outputs.buffers(p), 1);
   DecodePlan plan;
   plan.spec = decode_spec(args);
   plan.tile = Cfg::tile();
@@ -145,11 +86,7 @@ PersistentRun run_persistent(const reference::DecodeProblem& p, int workers, int
   PersistentRun result;
   result.items = metadata[layout.header];
   result.split_tiles = metadata[layout.header + 1];
-  result.run.out = tools::load_elements(out.data(), s.out_dtype, rows * s.v_dim());
-  result.run.lse = lse;
-  if (s.rope != RopeStyle::none) {
-    result.run.k_pe_out = tools::load_elements(k_pe.data(), s.kv_dtype, k_pe.size() / dtype_size(s.kv_dtype));
-  }
+  outputs.read_into(result.run, s);
   return result;
 }
 
@@ -171,32 +108,18 @@ void expect_matches_reference(const Case& c) {
   options.seed = std::hash<std::string>{}(kernel_base_name(spec, Cfg::tile()) + " persistent");
   const reference::DecodeProblem problem = reference::make_problem(spec, options);
   const reference::DecodeResult want = reference::decode(problem);
-  const tools::Tolerance tol = tools::tolerance_for(spec);
   int split_tiles = 0;
   for (int workers : c.workers) {
     SCOPED_TRACE(kernel_base_name(spec, Cfg::tile()) + " persistent, workers " + std::to_string(workers));
     const PersistentRun r = run_persistent<Cfg>(problem, workers, c.kv_block);
     split_tiles += r.split_tiles;
-    const reference::Comparison cmp = reference::compare(want, r.run.out, &r.run.lse, tol.atol, tol.rtol);
-    EXPECT_EQ(cmp.non_finite_outputs, 0);
-    EXPECT_EQ(cmp.mismatches, 0) << "max abs error " << cmp.max_abs_error;
-    EXPECT_TRUE(cmp.lse_pattern_ok) << "LSE must be -inf exactly for rows that see no key";
-    EXPECT_LT(cmp.max_lse_error, 1e-3);
-    EXPECT_LT(cmp.cosine_distance, 1e-5);
-    if (spec.rope != RopeStyle::none) {
-      const reference::Comparison k_pe = tools::compare_k_pe(want, r.run, spec);
-      EXPECT_EQ(k_pe.mismatches, 0);
-      EXPECT_EQ(k_pe.max_abs_error, 0.0);
-    }
+    expect_matches(want, r.run, spec);
   }
   if (c.expect_splits) {
     EXPECT_GT(split_tiles, 0) << "no tile was split: the reduce was not exercised";
   }
 }
 
-using mlj::RopeStyle::gptj;
-using mlj::RopeStyle::neox;
-constexpr mlj::RopeStyle kNoRope = mlj::RopeStyle::none;
 
 // kv lengths of `batch` requests: zero-length, one-token and a spread of short ones, a few long.
 std::vector<int> ragged_kv_lens(int batch) {
@@ -210,34 +133,34 @@ std::vector<int> ragged_kv_lens(int batch) {
 
 TEST(PersistentPortableOnHost, Batch200Heads16Sq1Page64) {
   // 200 requests, 16 heads in CTAs of 16 rows: one tile per request; ~250 tiles over 7 / 132 workers.
-  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 64, true, kNoRope, 16>>(
+  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 64, true, kNoRope, 0.0f, 16, 16>>(
       {1, ragged_kv_lens(200), {}});
 }
 
 TEST(PersistentPortableOnHost, Batch1Heads16Sq1Page1LongRequest) {
   // One request cut into pieces on most workers (132 workers, 13 blocks + overhead: some empty).
-  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 1, true, kNoRope, 16>>({1, {200}, {}});
+  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 1, true, kNoRope, 0.0f, 16, 16>>({1, {200}, {}});
 }
 
 TEST(PersistentPortableOnHost, Batch1ZeroLengthRequest) {
-  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 64, true, kNoRope, 16>>(
+  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 64, true, kNoRope, 0.0f, 16, 16>>(
       {1, {0}, {}, {7, 132}, 16, false});
 }
 
 TEST(PersistentPortableOnHost, Heads20Sq3NeoxPage1RaggedQueries) {
   // 60 rows in groups of 8: groups straddle query tokens; requests with no query token, keyless
   // tokens (q_len > kv_len) and one-token caches; RoPE keys owned by whichever piece holds them.
-  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 20, 1, true, neox, 8>>(
+  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 20, 1, true, neox, 0.0f, 8, 16>>(
       {3, {0, 1, 2, 70, 33, 5, 0, 1, 90, 17, 48, 3}, {3, 3, 3, 3, 0, 2, 1, 1, 3, 3, 2, 3}});
 }
 
 TEST(PersistentPortableOnHost, Heads128Sq3Fp8CacheGptjPage64) {
-  expect_matches_reference<HostCfg<mlj::bf16, mlj::fp8_e4m3, mlj::bf16, 128, 64, true, gptj, 16>>(
+  expect_matches_reference<HostCfg<mlj::bf16, mlj::fp8_e4m3, mlj::bf16, 128, 64, true, gptj, 0.0f, 16, 16>>(
       {3, {150, 1, 0, 66}, {3, 3, 2, 3}});
 }
 
 TEST(PersistentPortableOnHost, Heads20Sq3NonCausalFp16Page64) {
-  expect_matches_reference<HostCfg<mlj::fp16, mlj::fp16, mlj::fp16, 20, 64, false, kNoRope, 16>>(
+  expect_matches_reference<HostCfg<mlj::fp16, mlj::fp16, mlj::fp16, 20, 64, false, kNoRope, 0.0f, 16, 16>>(
       {3, {130, 0, 1, 64, 65}, {3, 1, 3, 0, 3}});
 }
 
@@ -248,7 +171,7 @@ TEST(PersistentPortableOnHost, Heads16Sq3Page1FlashMlaBlock) {
   kv_lens[17] = 700;
   Case c{3, kv_lens, {}};
   c.kv_block = 64;
-  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 1, true, kNoRope, 16>>(c);
+  expect_matches_reference<HostCfg<mlj::bf16, mlj::bf16, mlj::bf16, 16, 1, true, kNoRope, 0.0f, 16, 16>>(c);
 }
 
 }  // namespace

@@ -17,80 +17,20 @@
 #include "decode/portable.cuh"
 #include "runtime/decode_params.hpp"
 #include "tools/decode_check.hpp"
+#include "tests/templates/host_decode.hpp"
 
 namespace mlajit {
 namespace {
 
-template <class T>
-constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, mlj::bf16>) return DType::bf16;
-  if constexpr (std::is_same_v<T, mlj::fp16>) return DType::fp16;
-  if constexpr (std::is_same_v<T, mlj::fp8_e4m3>) return DType::fp8_e4m3;
-  return DType::fp32;
-}
+using namespace host_decode;
 
-constexpr RopeStyle rope_of(mlj::RopeStyle r) {
-  return r == mlj::RopeStyle::neox ? RopeStyle::neox : r == mlj::RopeStyle::gptj ? RopeStyle::gptj : RopeStyle::none;
-}
 
-// What the generated stub's MljDecodeConfig holds (kv_lora_rank 512, rope_dim 64, LSE written).
-template <class Q, class Kv, class Out, int Heads, int PageSize, bool Causal, mlj::RopeStyle Rope, float Cap,
-          int HeadsPerCta = 4, int Tile = 8, int Warps = 2>
-struct HostCfg {
-  using QType = Q;
-  using KvType = Kv;
-  using OutType = Out;
-  static constexpr int kHeads = Heads;
-  static constexpr int kKvLoraRank = 512;
-  static constexpr int kRopeDim = 64;
-  static constexpr int kPageSize = PageSize;
-  static constexpr bool kCausal = Causal;
-  static constexpr float kLogitCap = Cap;
-  static constexpr bool kWriteLse = true;
-  static constexpr mlj::RopeStyle kRope = Rope;
-  static constexpr int kHeadsPerCta = HeadsPerCta;
-  static constexpr int kTokensPerTile = Tile;
-  static constexpr int kWarps = Warps;
-  static constexpr int kStages = 1;
-  static constexpr int kCombineThreads = 128;
-
-  static Spec spec(int s_q) {
-    Spec s;
-    s.q_dtype = dtype_of<Q>();
-    s.kv_dtype = dtype_of<Kv>();
-    s.out_dtype = dtype_of<Out>();
-    s.heads = Heads;
-    s.page_size = PageSize;
-    s.s_q = s_q;
-    s.causal = Causal;
-    s.logit_cap = Cap;
-    s.return_lse = true;
-    s.rope = rope_of(Rope);
-    return s;
-  }
-  static TileConfig tile(int splits) { return TileConfig{KernelFamily::portable, HeadsPerCta, Tile, Warps, 1, splits}; }
-};
-
-// Runs stage 1 (+ combine) on the CPU with the parameter blocks Engine::decode launches on a GPU.
 template <class Cfg>
 tools::DeviceRun run_on_host(const reference::DecodeProblem& p, int splits) {
   const Spec& s = p.spec;
   const std::size_t rows = std::size_t(p.total_q) * s.heads;
-  std::vector<std::uint8_t> out(rows * s.v_dim() * dtype_size(s.out_dtype), 0xff);  // NaN: unwritten shows
-  std::vector<std::uint8_t> k_pe(std::size_t(p.total_q) * s.rope_dim * dtype_size(s.kv_dtype), 0xff);
-  std::vector<float> lse(rows, NAN);
-  const tools::ProblemBuffers buffers{.q = p.q.data(),
-                                      .kv = p.kv.data(),
-                                      .out = out.data(),
-                                      .lse = lse.data(),
-                                      .qo_indptr = p.qo_indptr.data(),
-                                      .kv_indptr = p.kv_indptr.data(),
-                                      .kv_indices = p.kv_indices.data(),
-                                      .kv_last_page_lens = p.kv_last_page_lens.data(),
-                                      .cos_sin_cache = p.cos_sin_cache.data(),
-                                      .positions = p.positions.data(),
-                                      .k_pe_out = k_pe.data()};
-  DecodeArgs args = tools::decode_args(p, buffers, splits);
+  HostOutputs outputs(p);
+  DecodeArgs args = tools::decode_args(p, outputs.buffers(p), splits);
 
   tools::DeviceRun run;
   DecodePlan& plan = run.plan;  // what Engine::plan_decode gives when this tile is forced
@@ -114,9 +54,7 @@ tools::DeviceRun run_on_host(const reference::DecodeProblem& p, int splits) {
     mlj_host::launch({unsigned(rows), 1, 1}, Cfg::kCombineThreads, 0, [&] { mlj::decode_combine<Cfg>(combine); });
   }
 
-  run.out = tools::load_elements(out.data(), s.out_dtype, rows * s.v_dim());
-  run.lse = lse;
-  if (s.rope != RopeStyle::none) run.k_pe_out = tools::load_elements(k_pe.data(), s.kv_dtype, k_pe.size() / dtype_size(s.kv_dtype));
+  outputs.read_into(run, s);
   return run;
 }
 
@@ -142,28 +80,11 @@ void expect_matches_reference(const Shape& shape) {
   options.position_offset = shape.position_offset;
   const reference::DecodeProblem problem = reference::make_problem(spec, options);
   const reference::DecodeResult want = reference::decode(problem);
-  const tools::Tolerance tol = tools::tolerance_for(spec);
   for (int splits : shape.splits) {
     SCOPED_TRACE(kernel_base_name(spec, Cfg::tile(splits)) + " splits " + std::to_string(splits));
-    const tools::DeviceRun run = run_on_host<Cfg>(problem, splits);
-    const reference::Comparison cmp = reference::compare(want, run.out, &run.lse, tol.atol, tol.rtol);
-    EXPECT_EQ(cmp.non_finite_outputs, 0);
-    EXPECT_EQ(cmp.mismatches, 0) << "max abs error " << cmp.max_abs_error;
-    EXPECT_TRUE(cmp.lse_pattern_ok) << "LSE must be -inf exactly for rows that see no key";
-    EXPECT_LT(cmp.max_lse_error, 1e-3);
-    EXPECT_LT(cmp.cosine_distance, 1e-5);
-    if (spec.rope != RopeStyle::none) {
-      // Same float expression and rounding on both sides: equal bit for bit.
-      const reference::Comparison k_pe = tools::compare_k_pe(want, run, spec);
-      EXPECT_EQ(k_pe.mismatches, 0);
-      EXPECT_EQ(k_pe.max_abs_error, 0.0);
-    }
+    expect_matches(want, run_on_host<Cfg>(problem, splits), spec);
   }
 }
-
-using mlj::RopeStyle::gptj;
-using mlj::RopeStyle::neox;
-constexpr mlj::RopeStyle kNoRope = mlj::RopeStyle::none;
 
 TEST(PortableOnHost, Bf16BaselineWithRaggedQueriesAndEmptyRequests) {
   // 5 heads in CTAs of 4 rows: row groups straddle query tokens. Request 3 has more query
