@@ -1,6 +1,7 @@
 // Matrix-core MLA decode, stage 1 (mma.sync m16n8k16 + ldmatrix + cp.async; sm_80 and later).
 //
-// One CTA = 16 query rows (token x head, flattened) x one request x one KV split, 8 warps.
+// One CTA = 16 query rows (token x head, flattened) x one request x one KV range, 8 warps; the
+// range comes from the grid (split-K) or from a persistent worker's items (decode/work.cuh).
 // KV tiles of kTile tokens stream through a kStages-deep cp.async ring; each KV row is read from
 // DRAM once per CTA and serves both QK^T (all 576 columns) and PV (its first 512 columns).
 //   S = Q K^T : warp w computes tokens [(w % 2) * kTile/2, +kTile/2) over a quarter of the qk
@@ -15,6 +16,7 @@
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
 #include "decode/rope.cuh"
+#include "decode/work.cuh"
 
 namespace mlj {
 
@@ -45,8 +47,10 @@ struct MmaDecodeLayout {
   static constexpr int kTotalBytes = kStages * kStageBytes + kQBytes + kPartialBytes + kScoreBytes;
 };
 
+// The body of the mma kernel, over one DecodeWork (decode/work.cuh). Block-wide; uses the whole
+// dynamic shared memory and drains its cp.async ring before returning.
 template <class Cfg>
-MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
+MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work) {
   using L = MmaDecodeLayout<Cfg>;
   constexpr int kHeads = Cfg::kHeads;
   constexpr int kPageSize = Cfg::kPageSize;
@@ -63,9 +67,8 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
   const int tid = threadIdx.x;
   const int lane = tid % 32;
   const int warp = tid / 32;
-  const int batch_index = blockIdx.y;
-  const int split = blockIdx.z;
-  const int row0 = blockIdx.x * L::kRows;
+  const int batch_index = work.request;
+  const int row0 = work.row0;
 
   const int q_begin = p.qo_indptr[batch_index];
   const int q_count = p.qo_indptr[batch_index + 1] - q_begin;
@@ -73,11 +76,9 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
   if (row0 >= rows_in_request) return;
 
   const int page_begin = p.kv_indptr[batch_index];
-  const int num_pages = p.kv_indptr[batch_index + 1] - page_begin;
-  const int kv_len = num_pages > 0 ? (num_pages - 1) * kPageSize + p.kv_last_page_lens[batch_index] : 0;
-  const int chunk = ceil_div(ceil_div(kv_len, p.num_splits), L::kTile) * L::kTile;
-  const int kv_lo = min_int(kv_len, split * chunk);
-  const int kv_hi = min_int(kv_len, kv_lo + chunk);
+  const int kv_len = request_kv_len<kPageSize>(p, batch_index);
+  const int kv_lo = work.kv_begin;
+  const int kv_hi = work.kv_end;
   const int last_token = min_int(q_count - 1, (row0 + L::kRows - 1) / kHeads);
   const int cta_kv_end = Cfg::kCausal ? max_int(kv_lo, min_int(kv_hi, kv_len - q_count + last_token + 1)) : kv_hi;
   const int num_tiles = ceil_div(cta_kv_end - kv_lo, L::kTile);
@@ -136,7 +137,8 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
     reinterpret_cast<Vec16*>(q_s + r * L::kRowElems)[c] = v;
   }
   if constexpr (Cfg::kRope != RopeStyle::none) {
-    rope_zero_keyless_tokens<Cfg, typename Cfg::KvType>(kv_len, q_begin, q_count, row0, L::kRows, split, tid,
+    rope_zero_keyless_tokens<Cfg, typename Cfg::KvType>(kv_len, q_begin, q_count, row0, L::kRows,
+                                                        work.zero_keyless, tid,
                                                         L::kWarps * 32, p);
   }
   mlj_barrier();
@@ -294,7 +296,7 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
   mlj_cp_async_wait<0>();
 
   // ---- epilogue: normalise and write (final output when num_splits == 1, else fp32 partials)
-  const bool final_output = p.num_splits == 1;
+  const bool final_output = work.partial_out == nullptr;
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
@@ -312,7 +314,7 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
         out_base[q_row * L::kVDim + col] = OutType::from_float(o0);
         out_base[q_row * L::kVDim + col + 1] = OutType::from_float(o1);
       } else {
-        float* dst = p.partial_out + ((long long)split * p.total_q * kHeads + q_row) * L::kVDim + col;
+        float* dst = work.partial_out + (work.partial_base + row) * L::kVDim + col;
         dst[0] = o0;
         dst[1] = o1;
       }
@@ -320,12 +322,28 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
     if (warp == 0 && lane % 4 == 0) {
       const float lse = l_run[rr] > 0.0f ? (m_run[rr] + mlj_log2(l_run[rr])) * kLn2 : mlj_neg_inf();
       if (!final_output) {
-        p.partial_lse[(long long)split * p.total_q * kHeads + q_row] = lse;
+        work.partial_lse[work.partial_base + row] = lse;
       } else if (Cfg::kWriteLse) {
         p.lse[q_row] = lse;
       }
     }
   }
+}
+
+// Grid: x = group of 16 query rows, y = request, z = KV split.
+template <class Cfg>
+MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
+  using L = MmaDecodeLayout<Cfg>;
+  DecodeWork work;
+  if (grid_work<Cfg, L::kRows, L::kTile>(p, work)) decode_mma_work<Cfg>(p, work);
+}
+
+// Persistent decode: same block and dynamic shared memory as decode_stage1_mma; the items of
+// decode/schedule.cuh (rows_per_item == 16) through persistent_walk.
+template <class Cfg>
+MLJ_DEVICE void decode_persistent_mma(const MljDecodeParams& p, const int* schedule, const MljPersistentLayout& layout) {
+  using L = MmaDecodeLayout<Cfg>;
+  persistent_walk<L::kRows>(p, schedule, layout, [&](const DecodeWork& work) { decode_mma_work<Cfg>(p, work); });
 }
 
 }  // namespace mlj

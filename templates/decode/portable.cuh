@@ -7,47 +7,22 @@
 // num_splits == 1: writes the final output (+ LSE). Otherwise: normalised fp32 partials and the
 // natural-log LSE of its split, merged by decode_combine. Empty ranges give 0 and LSE = -inf.
 // Fused RoPE (Cfg::kRope) rotates q while staging it and each query token's own key in its tile.
-// The body is decode_portable_work over an explicit work description; decode_stage1_portable
+// The body is decode_portable_work over a DecodeWork (decode/work.cuh); decode_stage1_portable
 // (the grid above) and decode_persistent_portable (work items of decode/schedule.cuh) derive it.
 #pragma once
 
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
 #include "decode/rope.cuh"
-#include "decode/schedule.cuh"
+#include "decode/work.cuh"
 
 namespace mlj {
-
-// What one CTA computes: rows row0 .. row0 + kHeadsPerCta - 1 of request `request` (row =
-// token * heads + head over its query tokens) over its KV tokens [kv_begin, kv_end) (relative to
-// the request's start), with each row's causal limit. partial_out null: the final output (+ LSE).
-// Otherwise the normalised fp32 partial of row `row` goes to partial_out row partial_base + row
-// (x v_dim) and its natural-log LSE to partial_lse[partial_base + row]. zero_keyless: this CTA
-// writes the zeros of the request's keyless query tokens to k_pe_out (fused RoPE; exactly one
-// CTA per row group may do so).
-struct PortableWork {
-  int request;
-  int row0;
-  int kv_begin;
-  int kv_end;
-  bool zero_keyless;
-  float* partial_out;
-  float* partial_lse;
-  long long partial_base;
-};
-
-// Tokens of request b's KV cache (mla-semantics §1.1).
-template <int kPageSize>
-MLJ_DEVICE int request_kv_len(const MljDecodeParams& p, int b) {
-  const int num_pages = p.kv_indptr[b + 1] - p.kv_indptr[b];
-  return num_pages > 0 ? (num_pages - 1) * kPageSize + p.kv_last_page_lens[b] : 0;
-}
 
 // The body of the portable kernel, over an explicit work description. Block-wide: every thread
 // of the CTA calls it with the same work. Uses the whole dynamic shared memory; a caller running
 // several works in a row needs a barrier between them.
 template <class Cfg>
-MLJ_DEVICE void decode_portable_work(const MljDecodeParams& p, const PortableWork& work) {
+MLJ_DEVICE void decode_portable_work(const MljDecodeParams& p, const DecodeWork& work) {
   constexpr int kRows = Cfg::kHeadsPerCta;
   constexpr int kTile = Cfg::kTokensPerTile;
   constexpr int kWarps = Cfg::kWarps;
@@ -114,7 +89,7 @@ MLJ_DEVICE void decode_portable_work(const MljDecodeParams& p, const PortableWor
     q_s[i] = v;
   }
   if constexpr (Cfg::kRope != RopeStyle::none) {
-    rope_zero_keyless_tokens<Cfg, KvType>(kv_len, q_begin, q_count, row0, kRows, work.zero_keyless ? 0 : 1, tid,
+    rope_zero_keyless_tokens<Cfg, KvType>(kv_len, q_begin, q_count, row0, kRows, work.zero_keyless, tid,
                                           kThreads, p);
   }
   if (tid < kRows) {
@@ -259,63 +234,17 @@ MLJ_DEVICE void decode_portable_work(const MljDecodeParams& p, const PortableWor
 // Grid: x = group of Cfg::kHeadsPerCta query rows, y = request, z = KV split (see the top).
 template <class Cfg>
 MLJ_DEVICE void decode_stage1_portable(const MljDecodeParams& p) {
-  constexpr int kRows = Cfg::kHeadsPerCta;
-  constexpr int kTile = Cfg::kTokensPerTile;
-  const int batch_index = blockIdx.y;
-  const int split = blockIdx.z;
-  const int row0 = blockIdx.x * kRows;
-  const int q_begin = p.qo_indptr[batch_index];
-  if (row0 >= (p.qo_indptr[batch_index + 1] - q_begin) * Cfg::kHeads) return;
-
-  const int kv_len = request_kv_len<Cfg::kPageSize>(p, batch_index);
-  // This split's KV range, in whole tiles so that splits never share a tile.
-  const int chunk = ceil_div(ceil_div(kv_len, p.num_splits), kTile) * kTile;
-  const int kv_lo = min_int(kv_len, split * chunk);
-  const int kv_hi = min_int(kv_len, kv_lo + chunk);
-
-  PortableWork work;
-  work.request = batch_index;
-  work.row0 = row0;
-  work.kv_begin = kv_lo;
-  work.kv_end = kv_hi;
-  work.zero_keyless = split == 0;
-  const bool final_output = p.num_splits == 1;
-  work.partial_out = final_output ? nullptr : p.partial_out;
-  work.partial_lse = final_output ? nullptr : p.partial_lse;
-  work.partial_base = ((long long)split * p.total_q + q_begin) * Cfg::kHeads;
-  decode_portable_work<Cfg>(p, work);
+  DecodeWork work;
+  if (grid_work<Cfg, Cfg::kHeadsPerCta, Cfg::kTokensPerTile>(p, work)) decode_portable_work<Cfg>(p, work);
 }
 
-// Persistent decode (decode/schedule.cuh's design note): grid x = the schedule's workers, same
-// block and dynamic shared memory as decode_stage1_portable. CTA w runs its work items
-// work_indptr[w] .. work_indptr[w+1] one after another: rows row_group * kHeadsPerCta .. of the
-// item's request over its KV range. The schedule must have been built with rows_per_item ==
-// Cfg::kHeadsPerCta. An unsplit tile (slot -1) writes o (+ LSE); a piece of a split tile writes
-// its normalised fp32 partial and natural-log LSE to rows slot * kHeadsPerCta + r of
-// p.partial_out / p.partial_lse ([max_partials * rows_per_item] rows, persistent_layout), merged
-// by decode_persistent_reduce (decode/combine.cuh). p.num_splits is not read.
+// Persistent decode: same block and dynamic shared memory as decode_stage1_portable; the items
+// of decode/schedule.cuh (rows_per_item == Cfg::kHeadsPerCta) through persistent_walk.
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_portable(const MljDecodeParams& p, const int* schedule,
                                            const MljPersistentLayout& layout) {
-  constexpr int kRows = Cfg::kHeadsPerCta;
-  const int worker = blockIdx.x;
-  const int begin = schedule[layout.work_indptr + worker];
-  const int end = schedule[layout.work_indptr + worker + 1];
-  for (int i = begin; i < end; ++i) {
-    const int* item = schedule + layout.work_items + (long long)i * kItemInts;
-    PortableWork work;
-    work.request = item[kItemRequest];
-    work.row0 = item[kItemRowGroup] * kRows;
-    work.kv_begin = item[kItemKvBegin];
-    work.kv_end = item[kItemKvEnd];
-    work.zero_keyless = item[kItemPiece] == 0;
-    const int slot = item[kItemPartial];
-    work.partial_out = slot < 0 ? nullptr : p.partial_out;
-    work.partial_lse = slot < 0 ? nullptr : p.partial_lse;
-    work.partial_base = (long long)slot * kRows - work.row0;  // row row0 + r -> slot row r
-    if (i > begin) mlj_barrier();  // the previous item's readers of shared memory are done
-    decode_portable_work<Cfg>(p, work);
-  }
+  persistent_walk<Cfg::kHeadsPerCta>(p, schedule, layout,
+                                     [&](const DecodeWork& work) { decode_portable_work<Cfg>(p, work); });
 }
 
 }  // namespace mlj

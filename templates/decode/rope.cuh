@@ -122,12 +122,13 @@ MLJ_DEVICE bool rope_own_keys(typename KvType::storage* tile, int row_stride, in
   return true;
 }
 
-// Query tokens without a key of their own (q_count > kv_len) get zeros in k_pe_out, from split 0.
+// Query tokens without a key of their own (q_count > kv_len) get zeros in k_pe_out, written by the
+// one CTA of the row group that owns them (DecodeWork::zero_keyless).
 template <class Cfg, class KvType>
-MLJ_DEVICE void rope_zero_keyless_tokens(int kv_len, int q_begin, int q_count, int row0, int rows, int split, int tid,
+MLJ_DEVICE void rope_zero_keyless_tokens(int kv_len, int q_begin, int q_count, int row0, int rows, bool owner, int tid,
                                          int threads, const MljDecodeParams& p) {
   const int keyless = min_int(q_count, q_count - kv_len);
-  if (split != 0 || keyless <= 0) return;
+  if (!owner || keyless <= 0) return;
   typename KvType::storage* out = static_cast<typename KvType::storage*>(p.k_pe_out);
   for (int i = tid; i < keyless * Cfg::kRopeDim; i += threads) {
     const int t = i / Cfg::kRopeDim;

@@ -1,0 +1,91 @@
+// What one stage-1 CTA computes, and the two ways of deriving it: from the launch grid
+// (request x row group x KV split) and from a persistent worker's items (decode/schedule.cuh).
+// Every stage-1 family (portable.cuh, mma.cuh) is a body `work(p, DecodeWork)`; the grid kernel
+// and the persistent kernel of each family are these two walkers around that one body.
+#pragma once
+
+#include "decode/numeric.cuh"
+#include "decode/params.cuh"
+#include "decode/schedule.cuh"
+
+namespace mlj {
+
+// Rows row0 .. row0 + rows - 1 of request `request` (row = token * heads + head over its query
+// tokens) over its KV tokens [kv_begin, kv_end) (relative to the request's start), with each row's
+// causal limit. partial_out null: the final output (+ LSE). Otherwise the normalised fp32 partial
+// of row `row` goes to partial_out row partial_base + row (x v_dim) and its natural-log LSE to
+// partial_lse[partial_base + row]. zero_keyless: this CTA writes the zeros of the request's
+// keyless query tokens to k_pe_out (fused RoPE; exactly one CTA per row group may do so).
+struct DecodeWork {
+  int request;
+  int row0;
+  int kv_begin;
+  int kv_end;
+  bool zero_keyless;
+  float* partial_out;
+  float* partial_lse;
+  long long partial_base;
+};
+
+// Tokens of request b's KV cache (mla-semantics §1.1).
+template <int kPageSize>
+MLJ_DEVICE int request_kv_len(const MljDecodeParams& p, int b) {
+  const int num_pages = p.kv_indptr[b + 1] - p.kv_indptr[b];
+  return num_pages > 0 ? (num_pages - 1) * kPageSize + p.kv_last_page_lens[b] : 0;
+}
+
+// Grid form: x = group of kRows query rows, y = request, z = KV split. Each split covers whole
+// tiles of kTile tokens so that splits never share a tile. Returns false when the CTA's rows lie
+// past its request's query tokens (nothing to do).
+template <class Cfg, int kRows, int kTile>
+MLJ_DEVICE bool grid_work(const MljDecodeParams& p, DecodeWork& work) {
+  const int request = blockIdx.y;
+  const int split = blockIdx.z;
+  const int row0 = blockIdx.x * kRows;
+  const int q_begin = p.qo_indptr[request];
+  if (row0 >= (p.qo_indptr[request + 1] - q_begin) * Cfg::kHeads) return false;
+  const int kv_len = request_kv_len<Cfg::kPageSize>(p, request);
+  const int chunk = ceil_div(ceil_div(kv_len, p.num_splits), kTile) * kTile;
+  work.request = request;
+  work.row0 = row0;
+  work.kv_begin = min_int(kv_len, split * chunk);
+  work.kv_end = min_int(kv_len, work.kv_begin + chunk);
+  work.zero_keyless = split == 0;
+  const bool final_output = p.num_splits == 1;
+  work.partial_out = final_output ? nullptr : p.partial_out;
+  work.partial_lse = final_output ? nullptr : p.partial_lse;
+  work.partial_base = ((long long)split * p.total_q + q_begin) * Cfg::kHeads;
+  return true;
+}
+
+// Persistent form (decode/schedule.cuh's design note): grid x = the schedule's workers. CTA w runs
+// its items work_indptr[w] .. work_indptr[w+1] one after another through `body`, rows
+// row_group * kRows .. of the item's request over its KV range; the schedule must have been built
+// with rows_per_item == kRows. An unsplit tile (slot -1) writes o (+ LSE); a piece of a split tile
+// writes its normalised fp32 partial and natural-log LSE to rows slot * kRows + r of
+// p.partial_out / p.partial_lse ([max_partials * rows_per_item] rows, persistent_layout), merged
+// by decode_persistent_reduce (decode/combine.cuh). p.num_splits is not read.
+template <int kRows, class Body>
+MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const int* schedule, const MljPersistentLayout& layout,
+                                Body body) {
+  const int worker = blockIdx.x;
+  const int begin = schedule[layout.work_indptr + worker];
+  const int end = schedule[layout.work_indptr + worker + 1];
+  for (int i = begin; i < end; ++i) {
+    const int* item = schedule + layout.work_items + (long long)i * kItemInts;
+    DecodeWork work;
+    work.request = item[kItemRequest];
+    work.row0 = item[kItemRowGroup] * kRows;
+    work.kv_begin = item[kItemKvBegin];
+    work.kv_end = item[kItemKvEnd];
+    work.zero_keyless = item[kItemPiece] == 0;
+    const int slot = item[kItemPartial];
+    work.partial_out = slot < 0 ? nullptr : p.partial_out;
+    work.partial_lse = slot < 0 ? nullptr : p.partial_lse;
+    work.partial_base = (long long)slot * kRows - work.row0;  // row row0 + r -> slot row r
+    if (i > begin) mlj_barrier();  // the previous item's readers of shared memory are done
+    body(work);
+  }
+}
+
+}  // namespace mlj
