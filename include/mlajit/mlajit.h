@@ -106,6 +106,44 @@ mlajit_status mlajit_decode_workspace_size(mlajit_context* context, const mlajit
 /* Enqueues the decode on args->stream (compiling the kernel on first use). */
 mlajit_status mlajit_decode(mlajit_context* context, const mlajit_decode_args* args);
 
+/* ---- Persistent decode (mla-semantics §1.4-1.5; our own metadata format, AITER's buffer names).
+ * A metadata kernel turns the indptrs into a balanced list of work items for one wave of
+ * persistent CTAs, on the device and without host synchronisation; the persistent stage-1 kernel
+ * walks it and a fixed-grid reduce merges the split tiles. Buffer sizes depend only on batch,
+ * num_heads, max_seqlen_q, the dtypes and page size (which pick the kernel's tile) and the device,
+ * never on lengths, so metadata fill + persistent decode can be captured in a CUDA graph once and
+ * replayed with new lengths in the same buffers. */
+
+/* The six int32 metadata buffers, each allocated by the caller with the element counts of
+ * mlajit_persistent_sizes (AITER's names and order; the contents are mlajit's own). */
+typedef struct mlajit_persistent_metadata {
+  int32_t* work_meta_data;     /* [4]: items, split tiles, partial slots, total cost */
+  int32_t* work_indptr;        /* [workers + 1]: CTA w walks items work_indptr[w] .. [w + 1] */
+  int32_t* work_info_set;      /* [max_items, 8]: request, row group, kv begin/end, slot, ... */
+  int32_t* reduce_indptr;      /* [tiles + 1]: partial slots of each (request, row group) tile */
+  int32_t* reduce_final_map;   /* [max_split_tiles]: the tiles that were split */
+  int32_t* reduce_partial_map; /* [max_partials]: partial slot of each split piece, KV order */
+} mlajit_persistent_metadata;
+
+typedef struct mlajit_persistent_sizes {
+  int64_t elements[6];         /* int32 elements of each buffer, in mlajit_persistent_metadata order */
+  int32_t workers;             /* persistent CTAs launched */
+  int32_t rows_per_item;       /* query rows (token * heads + head) per tile */
+  size_t workspace_bytes;      /* fp32 partials mlajit_persistent_decode needs in args->workspace */
+} mlajit_persistent_sizes;
+
+/* Sizes for these arguments. Reads only batch, num_heads, max_seqlen_q, dtypes, page_size,
+ * kv_lora_rank, rope_dim, causal, logit_cap, rope and the lse flag; no device data. */
+mlajit_status mlajit_persistent_sizes_query(mlajit_context* context, const mlajit_decode_args* args,
+                                            mlajit_persistent_sizes* sizes);
+/* Enqueues the metadata kernel on args->stream: reads qo_indptr, kv_indptr, kv_last_page_lens. */
+mlajit_status mlajit_persistent_metadata_fill(mlajit_context* context, const mlajit_decode_args* args,
+                                              const mlajit_persistent_metadata* metadata);
+/* Enqueues the persistent stage-1 kernel and its reduce on args->stream (metadata filled for the
+ * same arguments; args->workspace of sizes.workspace_bytes; num_kv_splits is ignored). */
+mlajit_status mlajit_persistent_decode(mlajit_context* context, const mlajit_decode_args* args,
+                                       const mlajit_persistent_metadata* metadata);
+
 #ifdef __cplusplus
 }
 #endif
