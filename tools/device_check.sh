@@ -1,19 +1,59 @@
 #!/usr/bin/env bash
-# One call's worth of GPU work (for the lent GPU machine, which keeps nothing between machines):
-# build, the gpu test tier, the decode suite, the Python package's tests. Results go to $OUT
-# (or ./device-out): ctest_gpu.log, numerics.txt, bench JSON + table, pytest.log.
+# One call's worth of GPU work (for the lent GPU machine, which keeps nothing between machines and
+# returns only a few files): build, the gpu test tier, the decode suite, the Python package's
+# tests, and optionally a tuning sweep and ncu reports. Everything lands in $OUT (or ./device-out)
+# as summary.txt (the headlines), device.tar.gz (every log), the bench JSON and the tuning JSON.
 # Usage: tools/device_check.sh [bench args...]   e.g. tools/device_check.sh --shape S1 --shape S5
+# Environment: DC_TUNE_BUDGET=<seconds> runs `mlajit tune` into $OUT/tuning.json;
+#              DC_NCU="S1 S2" profiles the stage-1 kernel of those suite shapes with ncu;
+#              DC_SKIP="tests bench pytest" skips those steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}
+logs=$(mktemp -d)
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee "$out/card.txt"
-cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release >"$out/cfg.log" 2>&1 || { tail -30 "$out/cfg.log"; exit 1; }
-ninja -C build-device -j"$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error|FAILED" "$out/build.log" | head -30; exit 1; }
-(cd build-device && ctest -L gpu >"$out/ctest_gpu.log" 2>&1; grep -E "tests passed|Failed" "$out/ctest_gpu.log" | head -5)
-build-device/tests/gpu_decode_test 2>&1 | grep numerics >"$out/numerics.txt"
-echo "largest errors:"; sort -k9 -g "$out/numerics.txt" | tail -3
-build-device/mlajit bench --out-dir "$out" "$@" 2>"$out/bench_err.log" | tee "$out/bench.txt"
-MLAJIT_LIBRARY=$PWD/build-device/runtime/libmlajit.so timeout 300 python3 -X faulthandler -m pytest python/tests -q \
-  -p no:cacheprovider >"$out/pytest.log" 2>&1
-echo "pytest exit $?"; tail -3 "$out/pytest.log"
+summary="$out/summary.txt"
+say() { echo "$@" | tee -a "$summary"; }
+skip() { [[ " ${DC_SKIP:-} " == *" $1 "* ]]; }
+finish() {
+  tar -C "$logs" -czf "$out/device.tar.gz" . 2>/dev/null
+  cp "$logs"/*.json "$out"/ 2>/dev/null
+}
+trap finish EXIT
+
+say "$(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem --format=csv,noheader)"
+cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release >"$logs/cfg.log" 2>&1 || { tail -30 "$logs/cfg.log" | tee -a "$summary"; exit 1; }
+ninja -C build-device -j"$(nproc)" >"$logs/build.log" 2>&1 || { grep -E "error|FAILED" "$logs/build.log" | head -30 | tee -a "$summary"; exit 1; }
+say "build ok"
+
+if ! skip tests; then
+  # -V keeps every test's output, so the numerics lines come from this one run.
+  (cd build-device && ctest -L gpu -j6 -V >"$logs/ctest_gpu.log" 2>&1)
+  grep -E "tests passed|tests failed|\*\*\*Failed|Failed  " "$logs/ctest_gpu.log" | tee -a "$summary"
+  grep -o "\[ numerics \].*" "$logs/ctest_gpu.log" >"$logs/numerics.txt"
+  say "numerics lines: $(wc -l <"$logs/numerics.txt"); largest errors:"
+  sort -k9 -g "$logs/numerics.txt" | tail -4 | tee -a "$summary"
+fi
+
+if ! skip bench; then
+  build-device/mlajit bench --out-dir "$logs" "$@" 2>"$logs/bench_err.log" | tee "$logs/bench.txt" | tee -a "$summary"
+fi
+
+if ! skip pytest; then
+  MLAJIT_LIBRARY=$PWD/build-device/runtime/libmlajit.so timeout 400 python3 -X faulthandler -m pytest python/tests -q \
+    -p no:cacheprovider >"$logs/pytest.log" 2>&1
+  say "pytest exit $?"; grep -E "passed|failed|error" "$logs/pytest.log" | tail -12 | tee -a "$summary"
+fi
+
+for shape in ${DC_NCU:-}; do
+  timeout 120 ncu --clock-control none --set full -k regex:mla_decode_stage1 -c 1 build-device/mlajit bench --shape "$shape" \
+    --runs 1 --warmup 0 --no-roofline --out-dir /tmp >"$logs/ncu_$shape.txt" 2>&1
+  say "ncu $shape:"
+  grep -E "DRAM Throughput|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|L2 Hit Rate|Stall" \
+    "$logs/ncu_$shape.txt" | head -20 | tee -a "$summary"
+done
+
+if [[ -n "${DC_TUNE_BUDGET:-}" ]]; then
+  build-device/mlajit tune --budget "$DC_TUNE_BUDGET" --out "$logs/tuning.json" >"$logs/tune.txt" 2>"$logs/tune-progress.log"
+  say "tune exit $?"; tail -30 "$logs/tune.txt" | tee -a "$summary"
+fi
