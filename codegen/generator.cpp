@@ -13,15 +13,27 @@ namespace mlajit {
 
 namespace {
 
+constexpr std::string_view k_config_template = "decode/config.cu.in";
 constexpr std::string_view k_stub_template = "decode/stub.cu.in";
+constexpr std::string_view k_persistent_template = "decode/persistent.cu.in";
 constexpr int k_combine_threads = 128;
+constexpr int k_schedule_threads = 256;
 
 std::string_view kernel_type(DType t) { return dtype_name(t); }
 
 }  // namespace
 
+std::vector<std::string> Source::entries() const {
+  std::vector<std::string> names;
+  for (const std::string& e : {stage1_entry, combine_entry, schedule_entry}) {
+    if (!e.empty()) names.push_back(e);
+  }
+  return names;
+}
+
 std::string Source::template_digest() const {
-  std::string digest = fmt::format("{}={}", k_stub_template, templates::file(k_stub_template).sha256);
+  std::string digest = fmt::format("{}={};{}={}", stub_template, templates::file(stub_template).sha256,
+                                   k_config_template, templates::file(k_config_template).sha256);
   for (const SourceHeader& h : headers) digest += fmt::format(";{}={}", h.include_name, h.sha256);
   return digest;
 }
@@ -31,13 +43,20 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   validate(tile, spec_in, target);
   const Spec spec = canonical(spec_in);
 
+  const bool persistent = spec.op == Op::persistent_decode;
   Source source;
   source.kernel_name = kernel_base_name(spec, tile);
-  source.stage1_entry = "mla_decode_stage1";
-  source.combine_entry = "mla_decode_combine";
+  source.stub_template = std::string(persistent ? k_persistent_template : k_stub_template);
+  source.stage1_entry = persistent ? "mla_decode_persistent" : "mla_decode_stage1";
+  source.combine_entry = persistent ? "mla_decode_persistent_reduce" : "mla_decode_combine";
   source.stage1_threads = tile.warps * target.warp_size();
   source.stage1_shared_bytes = decode_shared_bytes(spec, tile);
   source.combine_threads = k_combine_threads;
+  if (persistent) {
+    source.schedule_entry = "mla_decode_schedule";
+    source.schedule_threads = k_schedule_threads;
+    source.schedule_shared_bytes = 3 * k_schedule_threads * int(sizeof(int));  // persistent_schedule's scan
+  }
 
   const std::string platform = target.backend == Backend::cuda ? "nvidia" : "amd";
   const bool mma = tile.family == KernelFamily::mma;
@@ -49,7 +68,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
     source.headers.push_back(SourceHeader{path, f.text, f.sha256});
   }
 
-  const std::map<std::string, std::string> values = {
+  const std::map<std::string, std::string> config_values = {
       {"generator_version", std::to_string(kGeneratorVersion)},
       {"kernel_name", source.kernel_name},
       {"spec_json", to_json(spec).dump()},
@@ -70,17 +89,27 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"tokens_per_tile", std::to_string(tile.tokens_per_tile)},
       {"warps", std::to_string(tile.warps)},
       {"stages", std::to_string(tile.stages)},
-      {"min_blocks", std::to_string(decode_ctas_per_sm(spec, tile, target))},
       {"mma_bf16", spec.q_dtype == DType::bf16 ? "true" : "false"},
       {"shared_bytes", std::to_string(source.stage1_shared_bytes)},
       {"stage1_header", stage1_header},
-      {"stage1_function", mma ? "decode_stage1_mma" : "decode_stage1_portable"},
+      {"combine_threads", std::to_string(source.combine_threads)},
+  };
+  std::map<std::string, std::string> values = {
+      {"config", render(templates::file(k_config_template).text, config_values, k_config_template)},
+      {"min_blocks", std::to_string(decode_ctas_per_sm(spec, tile, target))},
       {"threads", std::to_string(source.stage1_threads)},
       {"combine_threads", std::to_string(source.combine_threads)},
       {"stage1_entry", source.stage1_entry},
       {"combine_entry", source.combine_entry},
   };
-  source.text = render(templates::file(k_stub_template).text, values, k_stub_template);
+  if (persistent) {
+    values["stage1_function"] = mma ? "decode_persistent_mma" : "decode_persistent_portable";
+    values["schedule_entry"] = source.schedule_entry;
+    values["schedule_threads"] = std::to_string(source.schedule_threads);
+  } else {
+    values["stage1_function"] = mma ? "decode_stage1_mma" : "decode_stage1_portable";
+  }
+  source.text = render(templates::file(source.stub_template).text, values, source.stub_template);
   return source;
 }
 

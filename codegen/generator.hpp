@@ -24,13 +24,22 @@ struct Source {
   std::string kernel_name;          // readable, e.g. mla_decode_q-bf16_kv-bf16_..._w8
   std::string text;                 // the rendered stub: the translation unit handed to the compiler
   std::vector<SourceHeader> headers;// templates the stub includes, given to the compiler in memory
-  std::string stage1_entry;         // extern "C" names of the kernels in the code object
+  std::string stub_template;        // the template the stub was rendered from (with decode/config.cu.in)
+  // extern "C" names of the kernels in the code object. Op::decode: stage 1 (grid: request x row
+  // group x split) and the split-K combine. Op::persistent_decode: the persistent stage 1, its
+  // reduce (as combine_entry) and the metadata kernel (schedule_entry; empty for Op::decode).
+  std::string stage1_entry;
   std::string combine_entry;
+  std::string schedule_entry;
   int stage1_threads = 0;
   int stage1_shared_bytes = 0;      // dynamic shared memory of stage 1
   int combine_threads = 0;
+  int schedule_threads = 0;
+  int schedule_shared_bytes = 0;    // dynamic shared memory of the metadata kernel
 
-  // "path=sha256;..." over the stub template and every header: part of the kernel key.
+  // The non-empty entry names above.
+  std::vector<std::string> entries() const;
+  // "path=sha256;..." over the stub templates and every header: part of the kernel key.
   std::string template_digest() const;
 };
 

@@ -14,13 +14,16 @@ namespace mlajit {
 std::string_view op_name(Op op) {
   switch (op) {
     case Op::decode: return "decode";
+    case Op::persistent_decode: return "persistent-decode";
   }
   return "?";
 }
 
 Op parse_op(std::string_view text, std::string_view argument) {
-  if (text == "decode") return Op::decode;
-  throw_invalid(std::string(argument), "one of: decode", "'" + std::string(text) + "'");
+  for (Op op : {Op::decode, Op::persistent_decode}) {
+    if (text == op_name(op)) return op;
+  }
+  throw_invalid(std::string(argument), "one of: decode, persistent-decode", "'" + std::string(text) + "'");
 }
 
 std::string_view rope_style_name(RopeStyle style) {

@@ -11,8 +11,10 @@
 
 namespace mlajit {
 
-// Kernel families of DESIGN.md; only decode is generated so far.
-enum class Op { decode };
+// Kernel families of DESIGN.md generated so far: decode (grid stage 1 + split-K combine) and
+// persistent decode (metadata kernel + persistent stage 1 + reduce, decode/schedule.cuh); both
+// compute the same decode (mla-semantics §1.2-1.5). "decode" | "persistent-decode".
+enum class Op { decode, persistent_decode };
 
 std::string_view op_name(Op op);
 Op parse_op(std::string_view text, std::string_view argument = "op");

@@ -16,7 +16,17 @@ namespace {
 [[noreturn]] void no_events() {
   throw Error(ErrorCode::unsupported, "this backend does not implement GPU-event timing yet");
 }
+[[noreturn]] void no_graphs() {
+  throw Error(ErrorCode::unsupported, "this backend does not implement streams and graph capture yet");
+}
 }  // namespace
+
+Stream Device::create_stream() { no_graphs(); }
+void Device::destroy_stream(Stream) noexcept {}
+void Device::begin_capture(Stream) { no_graphs(); }
+void* Device::end_capture(Stream) { no_graphs(); }
+void Device::launch_graph(void*, Stream) { no_graphs(); }
+void Device::destroy_graph(void*) noexcept {}
 
 void* Device::create_event() { no_events(); }
 void Device::destroy_event(void*) noexcept {}

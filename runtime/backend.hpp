@@ -94,6 +94,18 @@ class Device {
   virtual void record_event(void* event, Stream stream);
   // Milliseconds between two recorded events; waits for `end`.
   virtual float elapsed_ms(void* start, void* end);
+
+  // Streams and graphs (CUDA graphs): what a caller needs to capture the kernels enqueued on a
+  // stream once and replay them (tests, benchmarks). Graphs are opaque executable graphs.
+  virtual Stream create_stream();
+  virtual void destroy_stream(Stream stream) noexcept;
+  // Starts capturing `stream` (not the default stream; global capture mode, as PyTorch): until
+  // end_capture, work enqueued on it is recorded, not run, and a synchronising call fails.
+  virtual void begin_capture(Stream stream);
+  // Ends the capture and instantiates what was recorded.
+  virtual void* end_capture(Stream stream);
+  virtual void launch_graph(void* graph, Stream stream);
+  virtual void destroy_graph(void* graph) noexcept;
 };
 
 class Backend {

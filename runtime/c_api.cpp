@@ -7,6 +7,7 @@
 
 #include "codegen/error.hpp"
 #include "runtime/engine.hpp"
+#include "runtime/persistent_plan.hpp"
 
 struct mlajit_context {
   mlajit::Engine engine;
@@ -100,6 +101,12 @@ mlajit::DecodeArgs to_args(const mlajit_decode_args* c) {
   return a;
 }
 
+mlajit::PersistentMetadata to_metadata(const mlajit_persistent_metadata* m) {
+  if (m == nullptr) mlajit::throw_invalid("metadata", "must not be NULL", "NULL");
+  return mlajit::PersistentMetadata{m->work_meta_data, m->work_indptr,      m->work_info_set,
+                                    m->reduce_indptr,  m->reduce_final_map, m->reduce_partial_map};
+}
+
 void require_context(const mlajit_context* context) {
   if (context == nullptr) mlajit::throw_invalid("context", "must come from mlajit_context_create", "NULL");
 }
@@ -171,6 +178,47 @@ mlajit_status mlajit_decode(mlajit_context* context, const mlajit_decode_args* a
   return guarded([&] {
     require_context(context);
     context->engine.decode(to_args(args));
+  });
+}
+
+// The persistent entry points check the arguments that need no device (shape, metadata and, for
+// the decode, every decode argument) before the context, so that they are named even when the
+// context is missing.
+mlajit_status mlajit_persistent_sizes_query(mlajit_context* context, const mlajit_decode_args* args,
+                                            mlajit_persistent_sizes* sizes) {
+  return guarded([&] {
+    if (sizes == nullptr) mlajit::throw_invalid("sizes", "must not be NULL", "NULL");
+    const mlajit::DecodeArgs a = to_args(args);
+    mlajit::shape_spec(a);
+    require_context(context);
+    const mlajit::PersistentPlan plan = context->engine.plan_persistent(a);
+    const auto elements = plan.layout.elements();
+    for (int i = 0; i < 6; ++i) sizes->elements[i] = int64_t(elements[i]);
+    sizes->workers = plan.shape.workers;
+    sizes->rows_per_item = plan.shape.rows_per_item;
+    sizes->workspace_bytes = plan.workspace_bytes;
+  });
+}
+
+mlajit_status mlajit_persistent_metadata_fill(mlajit_context* context, const mlajit_decode_args* args,
+                                              const mlajit_persistent_metadata* metadata) {
+  return guarded([&] {
+    const mlajit::DecodeArgs a = to_args(args);
+    const mlajit::PersistentMetadata m = to_metadata(metadata);
+    mlajit::shape_spec(a);
+    require_context(context);
+    context->engine.persistent_metadata_fill(a, m);
+  });
+}
+
+mlajit_status mlajit_persistent_decode(mlajit_context* context, const mlajit_decode_args* args,
+                                       const mlajit_persistent_metadata* metadata) {
+  return guarded([&] {
+    const mlajit::DecodeArgs a = to_args(args);
+    const mlajit::PersistentMetadata m = to_metadata(metadata);
+    mlajit::decode_spec(a);
+    require_context(context);
+    context->engine.persistent_decode(a, m);
   });
 }
 

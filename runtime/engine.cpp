@@ -9,6 +9,7 @@
 
 #include "codegen/error.hpp"
 #include "runtime/decode_params.hpp"
+#include "runtime/persistent_plan.hpp"
 #include "tuning/registry.hpp"
 #include "tuning/select.hpp"
 
@@ -50,14 +51,10 @@ std::string memory_key(const Spec& s, const TileConfig& t) {
 
 }  // namespace
 
-Spec decode_spec(const DecodeArgs& a) {
+Spec shape_spec(const DecodeArgs& a) {
   if (a.batch < 1 || a.batch > 65535) throw_invalid("batch", "must be in [1, 65535]", std::to_string(a.batch));
   if (a.max_seqlen_q < 1 || a.max_seqlen_q > 8) {
     throw_invalid("max_seqlen_q", "must be in [1, 8]", std::to_string(a.max_seqlen_q));
-  }
-  if (a.total_q < 0 || (long long)a.total_q > (long long)a.batch * a.max_seqlen_q) {
-    throw_invalid("total_q", fmt::format("must be in [0, batch * max_seqlen_q = {}]", (long long)a.batch * a.max_seqlen_q),
-                  std::to_string(a.total_q));
   }
   Spec spec;
   spec.q_dtype = a.q_dtype;
@@ -73,8 +70,15 @@ Spec decode_spec(const DecodeArgs& a) {
   spec.return_lse = a.lse != nullptr;
   spec.rope = a.rope;
   validate(spec);
-  spec = canonical(spec);
+  return canonical(spec);
+}
 
+Spec decode_spec(const DecodeArgs& a) {
+  const Spec spec = shape_spec(a);
+  if (a.total_q < 0 || (long long)a.total_q > (long long)a.batch * a.max_seqlen_q) {
+    throw_invalid("total_q", fmt::format("must be in [0, batch * max_seqlen_q = {}]", (long long)a.batch * a.max_seqlen_q),
+                  std::to_string(a.total_q));
+  }
   require_pointer(a.q, "q");
   require_pointer(a.kv_buffer, "kv_buffer");
   require_pointer(a.out, "out");
@@ -155,6 +159,9 @@ Engine::LoadedDecode& Engine::load_decode(const Spec& spec, const TileConfig& ti
   loaded->module = device_->load(loaded->jit.code);
   loaded->stage1 = &loaded->module->kernel(loaded->jit.source.stage1_entry);
   loaded->combine = &loaded->module->kernel(loaded->jit.source.combine_entry);
+  if (!loaded->jit.source.schedule_entry.empty()) {
+    loaded->schedule = &loaded->module->kernel(loaded->jit.source.schedule_entry);
+  }
   loaded->stage1->reserve_shared(loaded->jit.source.stage1_shared_bytes);
   LoadedDecode& ref = *loaded;
   loaded_.emplace(key, std::move(loaded));
@@ -186,6 +193,43 @@ void Engine::decode(const DecodeArgs& a, const std::optional<TileConfig>& tile) 
     void* combine_args[] = {&c};
     kernels.combine->launch(runtime::Dim3{unsigned(a.total_q * plan.spec.heads)},
                             runtime::Dim3{unsigned(kernels.jit.source.combine_threads)}, 0, a.stream, combine_args);
+  }
+}
+
+PersistentPlan Engine::plan_persistent(const DecodeArgs& a, const std::optional<TileConfig>& tile) const {
+  return mlajit::plan_persistent(a, device_->info().target, device_->info().multiprocessors, tile);
+}
+
+void Engine::persistent_metadata_fill(const DecodeArgs& a, const PersistentMetadata& metadata,
+                                      const std::optional<TileConfig>& tile) {
+  const PersistentPlan plan = plan_persistent(a, tile);
+  check_persistent_fill(a, plan, metadata);
+  LoadedDecode& kernels = load_decode(plan.spec, plan.tile);
+  device_->make_current();
+  MljScheduleParams p = persistent_schedule_params(a, plan, metadata);
+  void* args[] = {&p};
+  const Source& source = kernels.jit.source;
+  kernels.schedule->launch(runtime::Dim3{1}, runtime::Dim3{unsigned(source.schedule_threads)},
+                           source.schedule_shared_bytes, a.stream, args);
+}
+
+void Engine::persistent_decode(const DecodeArgs& a, const PersistentMetadata& metadata,
+                               const std::optional<TileConfig>& tile) {
+  const PersistentPlan plan = plan_persistent(a, tile);
+  check_persistent_decode(a, plan, metadata);
+  if (a.total_q == 0) return;  // nothing to compute
+  LoadedDecode& kernels = load_decode(plan.spec, plan.tile);
+  device_->make_current();
+  MljDecodeParams p = persistent_decode_params(a, plan);
+  MljPersistentLayout layout = persistent_kernel_layout(plan.shape, metadata);
+  void* args[] = {&p, &layout};
+  const Source& source = kernels.jit.source;
+  kernels.stage1->launch(runtime::Dim3{unsigned(plan.shape.workers)}, runtime::Dim3{unsigned(source.stage1_threads)},
+                         source.stage1_shared_bytes, a.stream, args);
+  if (plan.layout.max_split_tiles > 0) {
+    // Fixed grid (graph-safe): CTAs past this run's split tiles exit at once.
+    kernels.combine->launch(runtime::Dim3{unsigned(plan.layout.max_split_tiles), unsigned(plan.shape.rows_per_item)},
+                            runtime::Dim3{unsigned(source.combine_threads)}, 0, a.stream, args);
   }
 }
 

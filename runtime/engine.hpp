@@ -79,6 +79,13 @@ struct DecodeArgs {
 // The Spec of a decode call, after checking every argument that can be checked on the host
 // (invalid_argument naming it). Needs no device; Engine::plan_decode starts with it.
 Spec decode_spec(const DecodeArgs& args);
+// The Spec from the shape fields alone (batch, max_seqlen_q, num_heads, dims, dtypes, page_size,
+// causal, logit_cap, rope, whether lse is set), checked; no pointer is read. decode_spec starts
+// with it; the persistent sizes query uses only it.
+Spec shape_spec(const DecodeArgs& args);
+
+struct PersistentPlan;      // runtime/persistent_plan.hpp
+struct PersistentMetadata;  // runtime/persistent_layout.hpp
 
 // What one decode call will run.
 struct DecodePlan {
@@ -114,12 +121,27 @@ class Engine {
   // Enqueues the decode on args.stream. Nothing is launched when validation fails.
   void decode(const DecodeArgs& args, const std::optional<TileConfig>& tile = std::nullopt);
 
-  // The kernels for (spec, tile), compiled or loaded once per engine.
+  // Persistent decode (runtime/persistent_plan.hpp, C ABI mlajit_persistent_*). The plan and
+  // the sizes of the caller's buffers, from the shape fields of args and the device alone (no
+  // device data is read). `tile` forces a kernel shape; give the same one to all three calls.
+  PersistentPlan plan_persistent(const DecodeArgs& args, const std::optional<TileConfig>& tile = std::nullopt) const;
+  // Enqueues the metadata kernel on args.stream: reads qo_indptr, kv_indptr, kv_last_page_lens
+  // on the device and fills `metadata`. No host synchronisation, no allocation (graph-capturable).
+  void persistent_metadata_fill(const DecodeArgs& args, const PersistentMetadata& metadata,
+                                const std::optional<TileConfig>& tile = std::nullopt);
+  // Enqueues the persistent stage 1 and its reduce on args.stream (metadata filled for the same
+  // shape; args.workspace of plan.workspace_bytes; num_kv_splits is not used). Graph-capturable.
+  void persistent_decode(const DecodeArgs& args, const PersistentMetadata& metadata,
+                         const std::optional<TileConfig>& tile = std::nullopt);
+
+  // The kernels for (spec, tile), compiled or loaded once per engine. spec.op persistent_decode:
+  // stage1 is the persistent kernel, combine its reduce, schedule the metadata kernel.
   struct LoadedDecode {
     runtime::JitResult jit;
     std::unique_ptr<runtime::Module> module;
     runtime::Kernel* stage1 = nullptr;
     runtime::Kernel* combine = nullptr;
+    runtime::Kernel* schedule = nullptr;
   };
   LoadedDecode& load_decode(const Spec& spec, const TileConfig& tile);
 

@@ -1,19 +1,34 @@
-// Persistent decode metadata: the buffer layout (a constexpr formula of host integers only, so a
-// size query never reads device data and a CUDA graph can be replayed with new lengths) and the
-// kernel parameter block that points into one buffer laid out by it. Header-only and free of any
+// Persistent decode metadata: the sizes of its six int32 buffers (a constexpr formula of host
+// integers only, so a size query never reads device data and a CUDA graph can be replayed with
+// new lengths), and the kernel parameter blocks that point into them. Header-only and free of any
 // backend: the metadata kernel's template (templates/decode/schedule.cuh) is the only producer,
-// the C API's size query, the engine and the CPU tests the consumers. It lives in runtime/ next to
-// decode_params.hpp because that is where workspace sizes are already computed for launches.
+// the C API's size query, the engine and the CPU tests the consumers. The buffers are the
+// caller's (PersistentMetadata); `metadata_in` lays all six out in one buffer, for tools and tests.
 #pragma once
 
+#include <array>
 #include <cstddef>
 
 #include "templates/decode/params.cuh"
 
 namespace mlajit {
 
-// All counts and offsets in int32 elements; sections start 16-byte aligned (items load as int4).
+// The six metadata buffers, with AITER's names (mla-semantics §1.4; the contents are mlajit's
+// own, decode/schedule.cuh): work_meta_data = the header, work_info_set = the work items,
+// reduce_final_map = the split tiles. A buffer of 0 elements may be null.
+struct PersistentMetadata {
+  int* work_meta_data = nullptr;      // [4]: items, split tiles, partial slots, total cost
+  int* work_indptr = nullptr;         // [workers + 1]
+  int* work_info_set = nullptr;       // [max_items][8]
+  int* reduce_indptr = nullptr;       // [tiles + 1]
+  int* reduce_final_map = nullptr;    // [max_split_tiles]
+  int* reduce_partial_map = nullptr;  // [max_partials]
+};
+
+// All counts and offsets in int32 elements. The offsets place the six buffers in one (sections
+// 16-byte aligned), for callers that want a single allocation (metadata_in).
 struct PersistentLayout {
+  int workers = 0;
   int groups = 0;           // row groups per request: ceil(s_q * heads / rows_per_item)
   int tiles = 0;            // batch * groups
   int max_items = 0;        // tiles + workers - 1
@@ -23,6 +38,11 @@ struct PersistentLayout {
               reduce_partial_map = 0, total_ints = 0;
 
   constexpr std::size_t bytes() const { return total_ints * sizeof(int); }
+  // int32 elements of each buffer, in PersistentMetadata order.
+  constexpr std::array<std::size_t, 6> elements() const {
+    return {4, std::size_t(workers) + 1, std::size_t(max_items) * 8, std::size_t(tiles) + 1,
+            std::size_t(max_split_tiles), std::size_t(max_partials)};
+  }
   // fp32 partial rows the persistent kernel needs: max_partials * rows_per_item (x v_dim, + LSE).
   constexpr std::size_t partial_rows(int rows_per_item) const { return std::size_t(max_partials) * rows_per_item; }
 };
@@ -32,6 +52,7 @@ constexpr std::size_t persistent_align4(std::size_t n) { return (n + 3) / 4 * 4;
 // Preconditions: batch >= 0, heads, s_q, rows_per_item, workers >= 1.
 constexpr PersistentLayout persistent_layout(int batch, int heads, int s_q, int rows_per_item, int workers) {
   PersistentLayout l;
+  l.workers = workers;
   l.groups = (s_q * heads + rows_per_item - 1) / rows_per_item;
   l.tiles = batch * l.groups;
   l.max_items = l.tiles + workers - 1;
@@ -70,20 +91,25 @@ constexpr PersistentLayout persistent_layout(const ScheduleShape& s) {
   return persistent_layout(s.batch, s.heads, s.s_q, s.rows_per_item, s.workers);
 }
 
-// The metadata kernel's parameters, pointing into `metadata` (persistent_layout(shape).bytes()).
+// The six buffers as sections of one buffer of layout.bytes().
+constexpr PersistentMetadata metadata_in(const PersistentLayout& l, int* buffer) {
+  return PersistentMetadata{buffer + l.header,        buffer + l.work_indptr,  buffer + l.work_items,
+                            buffer + l.reduce_indptr, buffer + l.reduce_tiles, buffer + l.reduce_partial_map};
+}
+
+// The metadata kernel's parameters: it reads the indptrs and fills `m`.
 inline MljScheduleParams schedule_params(const ScheduleShape& s, const int* qo_indptr, const int* kv_indptr,
-                                         const int* kv_last_page_lens, int* metadata) {
-  const PersistentLayout l = persistent_layout(s);
+                                         const int* kv_last_page_lens, const PersistentMetadata& m) {
   MljScheduleParams p{};
   p.qo_indptr = qo_indptr;
   p.kv_indptr = kv_indptr;
   p.kv_last_page_lens = kv_last_page_lens;
-  p.header = metadata + l.header;
-  p.work_indptr = metadata + l.work_indptr;
-  p.work_items = metadata + l.work_items;
-  p.reduce_indptr = metadata + l.reduce_indptr;
-  p.reduce_tiles = metadata + l.reduce_tiles;
-  p.reduce_partial_map = metadata + l.reduce_partial_map;
+  p.header = m.work_meta_data;
+  p.work_indptr = m.work_indptr;
+  p.work_items = m.work_info_set;
+  p.reduce_indptr = m.reduce_indptr;
+  p.reduce_tiles = m.reduce_final_map;
+  p.reduce_partial_map = m.reduce_partial_map;
   p.batch = s.batch;
   p.heads = s.heads;
   p.s_q = s.s_q;
@@ -95,12 +121,11 @@ inline MljScheduleParams schedule_params(const ScheduleShape& s, const int* qo_i
   return p;
 }
 
-// The section offsets the persistent kernel and its reduce read (MljPersistentLayout).
-constexpr MljPersistentLayout persistent_kernel_layout(const ScheduleShape& s) {
-  const PersistentLayout l = persistent_layout(s);
-  return MljPersistentLayout{int(l.header),        int(l.work_indptr),  int(l.work_items),
-                             int(l.reduce_indptr), int(l.reduce_tiles), int(l.reduce_partial_map),
-                             l.groups,             s.rows_per_item};
+// What the persistent kernel and its reduce read: the buffers `m` as the metadata kernel filled them.
+constexpr MljPersistentLayout persistent_kernel_layout(const ScheduleShape& s, const PersistentMetadata& m) {
+  return MljPersistentLayout{m.work_meta_data, m.work_indptr,      m.work_info_set,
+                             m.reduce_indptr,  m.reduce_final_map, m.reduce_partial_map,
+                             persistent_layout(s).groups, s.rows_per_item};
 }
 
 // Dynamic shared memory of the metadata kernel with `threads` threads.

@@ -94,8 +94,7 @@ DeviceProblem upload(Engine& engine, const reference::DecodeProblem& p, int num_
   return d;
 }
 
-DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits,
-                        const std::optional<TileConfig>& tile) {
+DeviceRun read_outputs(Engine& engine, const DeviceProblem& d, const reference::DecodeProblem& p) {
   runtime::Device& device = engine.device();
   const Spec& s = p.spec;
   const std::size_t out_elems = std::size_t(p.total_q) * s.heads * s.v_dim();
@@ -104,17 +103,7 @@ DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int n
   const bool rope = s.rope != RopeStyle::none;
   const std::size_t k_pe_elems = rope ? std::size_t(p.total_q) * s.rope_dim : 0;
   const std::size_t k_pe_bytes = k_pe_elems * dtype_size(s.kv_dtype);
-  DeviceProblem d = upload(engine, p, num_kv_splits);
-  DecodeArgs a = d.args;
-
   DeviceRun run;
-  run.plan = engine.plan_decode(a, tile);
-  if (run.plan.workspace_bytes > 0) d.workspace = runtime::DeviceBuffer(device, run.plan.workspace_bytes);
-  a.workspace = d.workspace.get();
-  a.workspace_bytes = d.workspace.size();
-  engine.decode(a, tile);
-  device.synchronize();
-
   std::vector<std::uint8_t> raw(out_bytes);
   if (out_bytes > 0) device.copy_to_host(raw.data(), d.out.get(), out_bytes);
   run.out = load_elements(raw.data(), s.out_dtype, out_elems);
@@ -127,6 +116,49 @@ DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int n
     run.lse.resize(lse_elems);
     if (lse_elems > 0) device.copy_to_host(run.lse.data(), d.lse.get(), lse_elems * sizeof(float));
   }
+  return run;
+}
+
+DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& p, int num_kv_splits,
+                        const std::optional<TileConfig>& tile) {
+  runtime::Device& device = engine.device();
+  DeviceProblem d = upload(engine, p, num_kv_splits);
+  DecodeArgs a = d.args;
+  const DecodePlan plan = engine.plan_decode(a, tile);
+  if (plan.workspace_bytes > 0) d.workspace = runtime::DeviceBuffer(device, plan.workspace_bytes);
+  a.workspace = d.workspace.get();
+  a.workspace_bytes = d.workspace.size();
+  engine.decode(a, tile);
+  device.synchronize();
+  DeviceRun run = read_outputs(engine, d, p);
+  run.plan = plan;
+  return run;
+}
+
+PersistentBuffers allocate_persistent(Engine& engine, const PersistentPlan& plan) {
+  runtime::Device& device = engine.device();
+  PersistentBuffers b;
+  b.metadata_buffer = runtime::DeviceBuffer(device, plan.layout.bytes());
+  device.fill_bytes(b.metadata_buffer.get(), 0x7f, b.metadata_buffer.size());
+  b.metadata = metadata_in(plan.layout, b.metadata_buffer.as<int>());
+  if (plan.workspace_bytes > 0) b.workspace = runtime::DeviceBuffer(device, plan.workspace_bytes);
+  return b;
+}
+
+DeviceRun run_persistent_on_device(Engine& engine, const reference::DecodeProblem& p,
+                                   const std::optional<TileConfig>& tile) {
+  DeviceProblem d = upload(engine, p);
+  DecodeArgs a = d.args;
+  const PersistentPlan plan = engine.plan_persistent(a, tile);
+  PersistentBuffers b = allocate_persistent(engine, plan);
+  a.workspace = b.workspace.get();
+  a.workspace_bytes = b.workspace.size();
+  engine.persistent_metadata_fill(a, b.metadata, tile);
+  engine.persistent_decode(a, b.metadata, tile);
+  engine.device().synchronize();
+  DeviceRun run = read_outputs(engine, d, p);
+  run.plan.spec = plan.spec;
+  run.plan.tile = plan.tile;
   return run;
 }
 

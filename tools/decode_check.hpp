@@ -7,6 +7,7 @@
 
 #include "reference/decode_reference.hpp"
 #include "runtime/engine.hpp"
+#include "runtime/persistent_plan.hpp"
 
 namespace mlajit::tools {
 
@@ -50,6 +51,22 @@ struct DeviceRun {
 // before the run, so an element the kernel never writes shows up as non-finite.
 DeviceRun run_on_device(Engine& engine, const reference::DecodeProblem& problem, int num_kv_splits,
                         const std::optional<TileConfig>& tile = std::nullopt);
+
+// Persistent decode's device buffers for a plan: the six metadata buffers (sections of one
+// allocation, metadata_in) and the partials workspace. Unwritten metadata is poisoned (0x7f bytes).
+struct PersistentBuffers {
+  runtime::DeviceBuffer metadata_buffer;
+  runtime::DeviceBuffer workspace;
+  PersistentMetadata metadata;
+};
+PersistentBuffers allocate_persistent(Engine& engine, const PersistentPlan& plan);
+
+// The same for the persistent path: metadata fill + persistent decode on the default stream.
+// run.plan carries the persistent plan's spec and tile (num_splits 1).
+DeviceRun run_persistent_on_device(Engine& engine, const reference::DecodeProblem& problem,
+                                   const std::optional<TileConfig>& tile = std::nullopt);
+// The outputs of a run on `d` as floats (out, LSE when the spec asks, k_pe_out with fused RoPE).
+DeviceRun read_outputs(Engine& engine, const DeviceProblem& d, const reference::DecodeProblem& problem);
 
 // Tolerances for comparing a device result with the reference.
 struct Tolerance {

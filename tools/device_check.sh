@@ -33,6 +33,9 @@ if ! skip tests; then
   grep -o "\[ numerics \].*" "$logs/ctest_gpu.log" >"$logs/numerics.txt"
   say "numerics lines: $(wc -l <"$logs/numerics.txt"); largest errors:"
   sort -k9 -g "$logs/numerics.txt" | tail -4 | tee -a "$summary"
+  grep -o "\[ persistent \].*" "$logs/ctest_gpu.log" >"$logs/persistent.txt"
+  say "persistent lines: $(wc -l <"$logs/persistent.txt"); largest errors:"
+  sort -t'|' -k2 "$logs/persistent.txt" | tail -3 | tee -a "$summary"
 fi
 
 if ! skip bench; then

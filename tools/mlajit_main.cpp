@@ -104,12 +104,23 @@ int cmd_compile(const SpecFlags& flags, const std::string& arch, bool no_cache, 
   return 0;
 }
 
-int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, int jobs, bool json) {
-  std::vector<Spec> specs;
+int cmd_warm(const std::string& catalog_file, std::vector<std::string> archs, const std::vector<std::string>& ops,
+             int jobs, bool json) {
+  std::vector<Spec> catalogue;
   if (catalog_file.empty()) {
-    specs = default_catalog();
+    catalogue = default_catalog();
   } else {
-    specs = catalog_from_json(read_json_file(catalog_file, "--catalog"), catalog_file);
+    catalogue = catalog_from_json(read_json_file(catalog_file, "--catalog"), catalog_file);
+  }
+  // --op: every entry for each op named (else each entry's own op).
+  std::vector<Spec> specs;
+  if (ops.empty()) specs = catalogue;
+  for (const std::string& name : ops) {
+    const Op op = parse_op(name, "--op");
+    for (Spec s : catalogue) {
+      s.op = op;
+      specs.push_back(s);
+    }
   }
   if (archs.empty()) archs.push_back(resolve_target("").arch);
   std::vector<Target> targets;
@@ -199,7 +210,8 @@ int cmd_verify(const SpecFlags& flags, int device, int batch, int kv_len, int sp
   for (int b = 0; b < batch; ++b) options.kv_lens.push_back(std::max(0, kv_len - 37 * b));  // ragged
   options.seed = 1;
   const reference::DecodeProblem problem = reference::make_problem(spec, options);
-  const DeviceRun run = run_on_device(engine, problem, splits);
+  const bool persistent = spec.op == Op::persistent_decode;
+  const DeviceRun run = persistent ? run_persistent_on_device(engine, problem) : run_on_device(engine, problem, splits);
   const reference::DecodeResult want = reference::decode(problem);
   const Tolerance tol = tolerance_for(spec, run.plan.tile.family, max_abs_value(problem));
   const reference::Comparison c =
@@ -215,10 +227,12 @@ int cmd_verify(const SpecFlags& flags, int device, int batch, int kv_len, int sp
                                 {"ok", ok}}.dump(2)
               << "\n";
   } else {
-    std::cout << fmt::format("{} ({}): {} x decode, kv lengths {}..{}, splits {}\n  max |err| {:.3g} (atol {} rtol {}), "
+    std::cout << fmt::format("{} ({}): {} x {}, kv lengths {}..{}, {}\n  max |err| {:.3g} (atol {} rtol {}), "
                              "mismatches {}, non-finite {}, k_pe mismatches {}: {}\n",
-                             engine.device_info().name, engine.device_info().target.arch, batch,
-                             options.kv_lens.back(), options.kv_lens.front(), run.plan.tile.num_splits,
+                             engine.device_info().name, engine.device_info().target.arch, batch, op_name(spec.op),
+                             options.kv_lens.back(), options.kv_lens.front(),
+                             persistent ? std::string("persistent ") + std::string(family_name(run.plan.tile.family))
+                                        : fmt::format("splits {}", run.plan.tile.num_splits),
                              c.max_abs_error, tol.atol, tol.rtol, c.mismatches, c.non_finite_outputs,
                              k_pe_mismatches, ok ? "PASS" : "FAIL");
   }
@@ -308,7 +322,7 @@ int main(int argc, char** argv) {
 
   SpecFlags gen_flags, compile_flags, verify_flags;
   std::string gen_arch, compile_arch, catalog;
-  std::vector<std::string> warm_archs;
+  std::vector<std::string> warm_archs, warm_ops;
   bool json = false, stub_only = false, no_cache = false;
   int jobs = int(std::max(1u, std::thread::hardware_concurrency()));
   int device = 0, batch = 4, kv_len = 1000, splits = 0;
@@ -328,6 +342,8 @@ int main(int argc, char** argv) {
   CLI::App* warm = app.add_subcommand("warm", "compile a catalogue of kernels into the disk cache ahead of time");
   warm->add_option("--catalog", catalog, "JSON array of specs (default: the built-in DeepSeek-V3 decode catalogue)");
   warm->add_option("--arch", warm_archs, "target(s); repeat for several (default: the current device)");
+  warm->add_option("--op", warm_ops, "warm every entry for this op: decode | persistent-decode; repeat for both "
+                  "(default: each entry's own op)");
   warm->add_option("--jobs,-j", jobs, "parallel compiles")->capture_default_str();
   warm->add_flag("--json", json, "machine-readable output: counts compiled/cached/failed and one record per entry");
 
@@ -336,7 +352,7 @@ int main(int argc, char** argv) {
   verify->add_option("--device", device, "CUDA device ordinal")->capture_default_str();
   verify->add_option("--batch", batch, "requests (ragged: kv-len, kv-len - 37, ...)")->capture_default_str();
   verify->add_option("--kv-len", kv_len, "KV tokens of the longest request")->capture_default_str();
-  verify->add_option("--splits", splits, "KV splits (0 = auto)")->capture_default_str();
+  verify->add_option("--splits", splits, "KV splits (0 = auto; not used by --op persistent-decode)")->capture_default_str();
   verify->add_flag("--json", json, "machine-readable output");
 
   mlajit::bench::BenchOptions bench_options;
@@ -354,7 +370,7 @@ int main(int argc, char** argv) {
   try {
     if (*gen) return cmd_gen(gen_flags, gen_arch, stub_only, json);
     if (*compile) return cmd_compile(compile_flags, compile_arch, no_cache, json);
-    if (*warm) return cmd_warm(catalog, warm_archs, jobs, json);
+    if (*warm) return cmd_warm(catalog, warm_archs, warm_ops, jobs, json);
     if (*verify) return cmd_verify(verify_flags, device, batch, kv_len, splits, json);
     if (*info) return cmd_info(json);
     if (cache_command.selected()) return cache_command.run();

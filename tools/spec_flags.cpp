@@ -10,7 +10,7 @@
 namespace mlajit::tools {
 
 void SpecFlags::add_to(CLI::App& app) {
-  app.add_option("--op", op, "kernel family: decode")->capture_default_str();
+  app.add_option("--op", op, "kernel family: decode | persistent-decode (metadata kernel + persistent stage 1 + reduce)")->capture_default_str();
   app.add_option("--heads", heads, "query heads, 1..256 (one latent KV head)")->capture_default_str();
   app.add_option("--q-dtype", q_dtype, "q dtype: bf16 | fp16 | fp8_e4m3")->capture_default_str();
   app.add_option("--kv-dtype", kv_dtype, "KV cache dtype: bf16 | fp16 | fp8_e4m3")->capture_default_str();

@@ -116,7 +116,21 @@ struct Driver {
   decltype(&cuEventRecord) event_record = nullptr;
   decltype(&cuEventSynchronize) event_synchronize = nullptr;
   decltype(&cuEventElapsedTime) event_elapsed = nullptr;
+  // Streams and graph capture: optional (a driver without them still runs plain launches).
+  decltype(&cuStreamCreate) stream_create = nullptr;
+  decltype(&cuStreamDestroy) stream_destroy = nullptr;
+  decltype(&cuStreamBeginCapture) begin_capture = nullptr;
+  decltype(&cuStreamEndCapture) end_capture = nullptr;
+  decltype(&cuGraphInstantiate) graph_instantiate = nullptr;
+  decltype(&cuGraphLaunch) graph_launch = nullptr;
+  decltype(&cuGraphDestroy) graph_destroy = nullptr;
+  decltype(&cuGraphExecDestroy) graph_exec_destroy = nullptr;
   std::string failure;
+
+  bool has_graphs() const {
+    return stream_create && stream_destroy && begin_capture && end_capture && graph_instantiate && graph_launch &&
+           graph_destroy && graph_exec_destroy;
+  }
 
   bool loaded() const { return failure.empty(); }
 };
@@ -164,6 +178,14 @@ const Driver& driver() {
     d.event_synchronize = symbol<decltype(d.event_synchronize)>(h, "cuEventSynchronize");
     d.event_elapsed = symbol<decltype(d.event_elapsed)>(h, "cuEventElapsedTime_v2");
     if (d.event_elapsed == nullptr) d.event_elapsed = symbol<decltype(d.event_elapsed)>(h, "cuEventElapsedTime");
+    d.stream_create = symbol<decltype(d.stream_create)>(h, "cuStreamCreate");
+    d.stream_destroy = symbol<decltype(d.stream_destroy)>(h, "cuStreamDestroy_v2");
+    d.begin_capture = symbol<decltype(d.begin_capture)>(h, "cuStreamBeginCapture_v2");
+    d.end_capture = symbol<decltype(d.end_capture)>(h, "cuStreamEndCapture");
+    d.graph_instantiate = symbol<decltype(d.graph_instantiate)>(h, "cuGraphInstantiateWithFlags");
+    d.graph_launch = symbol<decltype(d.graph_launch)>(h, "cuGraphLaunch");
+    d.graph_destroy = symbol<decltype(d.graph_destroy)>(h, "cuGraphDestroy");
+    d.graph_exec_destroy = symbol<decltype(d.graph_exec_destroy)>(h, "cuGraphExecDestroy");
     const void* all[] = {(void*)d.init, (void*)d.driver_version, (void*)d.device_count, (void*)d.device_get,
                          (void*)d.device_name, (void*)d.device_attribute, (void*)d.total_mem,
                          (void*)d.primary_retain, (void*)d.primary_release, (void*)d.set_current,
@@ -199,6 +221,14 @@ void check(CUresult result, const char* call) {
 const Driver& require_driver() {
   const Driver& d = driver();
   if (!d.loaded()) throw Error(ErrorCode::backend_unavailable, d.failure);
+  return d;
+}
+
+const Driver& require_graphs() {
+  const Driver& d = require_driver();
+  if (!d.has_graphs()) {
+    throw Error(ErrorCode::unsupported, "the loaded CUDA driver lacks stream capture / graph symbols (CUDA 11.4+ needed)");
+  }
   return d;
 }
 
@@ -353,6 +383,41 @@ class CudaDevice final : public Device {
     float ms = 0;
     check(driver().event_elapsed(&ms, static_cast<CUevent>(start), static_cast<CUevent>(end)), "cuEventElapsedTime");
     return ms;
+  }
+
+  Stream create_stream() override {
+    const Driver& d = require_graphs();
+    make_current();
+    CUstream stream = nullptr;
+    check(d.stream_create(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+    return stream;
+  }
+  void destroy_stream(Stream stream) noexcept override {
+    if (stream != nullptr && driver().stream_destroy != nullptr) driver().stream_destroy(static_cast<CUstream>(stream));
+  }
+  void begin_capture(Stream stream) override {
+    const Driver& d = require_graphs();
+    if (stream == nullptr) throw_invalid("stream", "must not be the default stream for graph capture", "null");
+    make_current();
+    check(d.begin_capture(static_cast<CUstream>(stream), CU_STREAM_CAPTURE_MODE_GLOBAL), "cuStreamBeginCapture");
+  }
+  void* end_capture(Stream stream) override {
+    const Driver& d = require_graphs();
+    CUgraph graph = nullptr;
+    check(d.end_capture(static_cast<CUstream>(stream), &graph), "cuStreamEndCapture");
+    CUgraphExec exec = nullptr;
+    const CUresult r = d.graph_instantiate(&exec, graph, 0);
+    d.graph_destroy(graph);  // the executable graph keeps what it needs
+    check(r, "cuGraphInstantiate");
+    return exec;
+  }
+  void launch_graph(void* graph, Stream stream) override {
+    check(require_graphs().graph_launch(static_cast<CUgraphExec>(graph), static_cast<CUstream>(stream)), "cuGraphLaunch");
+  }
+  void destroy_graph(void* graph) noexcept override {
+    if (graph != nullptr && driver().graph_exec_destroy != nullptr) {
+      driver().graph_exec_destroy(static_cast<CUgraphExec>(graph));
+    }
   }
 
  private:

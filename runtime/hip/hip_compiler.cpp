@@ -78,8 +78,8 @@ std::vector<std::uint8_t> program_code(const Compiler& compiler, hiprtcProgram p
 std::map<std::string, KernelResources> resources_of(const std::vector<std::uint8_t>& binary,
                                                     const Source& source) {
   CodeObjectNotes notes = read_code_object_notes(binary);
-  for (const std::string& entry : {source.stage1_entry, source.combine_entry}) {
-    if (entry.empty() || notes.kernels.count(entry) != 0) continue;
+  for (const std::string& entry : source.entries()) {
+    if (notes.kernels.count(entry) != 0) continue;
     KernelResources unknown;
     unknown.origin =
         "unknown (" + (notes.failure.empty() ? "kernel absent from the notes" : notes.failure) + ")";

@@ -48,8 +48,7 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 // reduce_partial_map[reduce_indptr[t] .. reduce_indptr[t+1]) as decode_combine merges splits and
 // writes o (+ LSE) of row g * rows_per_item + r of request b (t = b * groups + g).
 template <class Cfg>
-MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const int* schedule,
-                                         const MljPersistentLayout& layout) {
+MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   constexpr int kHeads = Cfg::kHeads;
   constexpr int kVDim = Cfg::kKvLoraRank;
   constexpr int kThreads = Cfg::kCombineThreads;
@@ -57,17 +56,17 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const int* sc
 
   const int i = blockIdx.x;
   const int r = blockIdx.y;
-  if (i >= schedule[layout.header + 1]) return;
-  const int t = schedule[layout.reduce_tiles + i];
+  if (i >= layout.header[1]) return;
+  const int t = layout.reduce_tiles[i];
   const int b = t / layout.groups;
   const int g = t - b * layout.groups;
   const int row = g * layout.rows_per_item + r;
   const int q_begin = p.qo_indptr[b];
   if (row >= (p.qo_indptr[b + 1] - q_begin) * kHeads) return;
   const long long out_row = (long long)q_begin * kHeads + row;
-  const int* slots = schedule + layout.reduce_partial_map;
-  const int k0 = schedule[layout.reduce_indptr + t];
-  const int k1 = schedule[layout.reduce_indptr + t + 1];
+  const int* slots = layout.reduce_partial_map;
+  const int k0 = layout.reduce_indptr[t];
+  const int k1 = layout.reduce_indptr[t + 1];
 
   float m = mlj_neg_inf();
   for (int k = k0; k < k1; ++k) m = fmaxf(m, p.partial_lse[(long long)slots[k] * layout.rows_per_item + r]);

@@ -341,9 +341,9 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
 // Persistent decode: same block and dynamic shared memory as decode_stage1_mma; the items of
 // decode/schedule.cuh (rows_per_item == 16) through persistent_walk.
 template <class Cfg>
-MLJ_DEVICE void decode_persistent_mma(const MljDecodeParams& p, const int* schedule, const MljPersistentLayout& layout) {
+MLJ_DEVICE void decode_persistent_mma(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   using L = MmaDecodeLayout<Cfg>;
-  persistent_walk<L::kRows>(p, schedule, layout, [&](const DecodeWork& work) { decode_mma_work<Cfg>(p, work); });
+  persistent_walk<L::kRows>(p, layout, [&](const DecodeWork& work) { decode_mma_work<Cfg>(p, work); });
 }
 
 }  // namespace mlj

@@ -38,9 +38,9 @@ struct MljCombineParams {
   int num_splits;
 };
 
-// Persistent-decode metadata (decode/schedule.cuh). Every pointer is a section of one int32
-// buffer laid out by mlajit::persistent_layout (runtime/persistent_layout.hpp); the section
-// sizes depend only on (batch, heads, s_q, rows_per_item, workers), never on device data.
+// Persistent-decode metadata (decode/schedule.cuh). Six int32 buffers (the caller's, or sections of
+// one buffer) whose sizes mlajit::persistent_layout (runtime/persistent_layout.hpp) computes from
+// (batch, heads, s_q, rows_per_item, workers) only, never from device data.
 struct MljScheduleParams {
   const int* qo_indptr;          // [batch + 1]
   const int* kv_indptr;          // [batch + 1] pages (or tokens when page_size == 1)
@@ -61,17 +61,16 @@ struct MljScheduleParams {
   int overhead;                  // fixed cost per work item, in kv blocks (FlashMLA: 5)
 };
 
-// Where the persistent kernel and its reduce find the metadata (decode/schedule.cuh) in the one
-// int32 buffer: section offsets in int32 elements, as mlajit::persistent_layout computes them
-// (mlajit::persistent_kernel_layout). In persistent mode MljDecodeParams' partial_out /
+// Where the persistent kernel and its reduce find the metadata the metadata kernel wrote
+// (MljScheduleParams' buffers, read-only here). In persistent mode MljDecodeParams' partial_out /
 // partial_lse point at [max_partials * rows_per_item] rows (x v_dim) / rows of the workspace.
 struct MljPersistentLayout {
-  int header;
-  int work_indptr;
-  int work_items;
-  int reduce_indptr;
-  int reduce_tiles;
-  int reduce_partial_map;
+  const int* header;              // [4]: items, split tiles, partial slots, total cost
+  const int* work_indptr;         // [workers + 1]
+  const int* work_items;          // [max_items][8]
+  const int* reduce_indptr;       // [tiles + 1]
+  const int* reduce_tiles;        // [max_split_tiles]
+  const int* reduce_partial_map;  // [max_partials]
   int groups;         // row groups per request: tile t = request * groups + row group
   int rows_per_item;  // query rows per tile (the stage-1 kernel's rows per CTA)
 };

@@ -241,10 +241,8 @@ MLJ_DEVICE void decode_stage1_portable(const MljDecodeParams& p) {
 // Persistent decode: same block and dynamic shared memory as decode_stage1_portable; the items
 // of decode/schedule.cuh (rows_per_item == Cfg::kHeadsPerCta) through persistent_walk.
 template <class Cfg>
-MLJ_DEVICE void decode_persistent_portable(const MljDecodeParams& p, const int* schedule,
-                                           const MljPersistentLayout& layout) {
-  persistent_walk<Cfg::kHeadsPerCta>(p, schedule, layout,
-                                     [&](const DecodeWork& work) { decode_portable_work<Cfg>(p, work); });
+MLJ_DEVICE void decode_persistent_portable(const MljDecodeParams& p, const MljPersistentLayout& layout) {
+  persistent_walk<Cfg::kHeadsPerCta>(p, layout, [&](const DecodeWork& work) { decode_portable_work<Cfg>(p, work); });
 }
 
 }  // namespace mlj

@@ -66,13 +66,12 @@ MLJ_DEVICE bool grid_work(const MljDecodeParams& p, DecodeWork& work) {
 // p.partial_out / p.partial_lse ([max_partials * rows_per_item] rows, persistent_layout), merged
 // by decode_persistent_reduce (decode/combine.cuh). p.num_splits is not read.
 template <int kRows, class Body>
-MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const int* schedule, const MljPersistentLayout& layout,
-                                Body body) {
+MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const MljPersistentLayout& layout, Body body) {
   const int worker = blockIdx.x;
-  const int begin = schedule[layout.work_indptr + worker];
-  const int end = schedule[layout.work_indptr + worker + 1];
+  const int begin = layout.work_indptr[worker];
+  const int end = layout.work_indptr[worker + 1];
   for (int i = begin; i < end; ++i) {
-    const int* item = schedule + layout.work_items + (long long)i * kItemInts;
+    const int* item = layout.work_items + (long long)i * kItemInts;
     DecodeWork work;
     work.request = item[kItemRequest];
     work.row0 = item[kItemRowGroup] * kRows;

@@ -84,6 +84,54 @@ TEST(Generator, RopeStyleReachesTheStubAndItsHeaderIsGiven) {
   EXPECT_TRUE(has_rope_header);
 }
 
+TEST(Generator, PersistentOpRendersTheMetadataKernelPersistentStage1AndReduce) {
+  Spec spec = golden_spec();
+  spec.op = Op::persistent_decode;
+  for (KernelFamily family : {KernelFamily::portable, KernelFamily::mma}) {
+    TileConfig tile;
+    tile.family = family;
+    if (family == KernelFamily::mma) tile.stages = 2;
+    const Source s = generate(spec, tile, parse_target("sm_90a"));
+    EXPECT_EQ(s.stage1_entry, "mla_decode_persistent");
+    EXPECT_EQ(s.combine_entry, "mla_decode_persistent_reduce");
+    EXPECT_EQ(s.schedule_entry, "mla_decode_schedule");
+    EXPECT_EQ(s.entries().size(), 3u);
+    EXPECT_GT(s.schedule_threads, 0);
+    EXPECT_EQ(s.schedule_shared_bytes, 3 * s.schedule_threads * 4);
+    for (const std::string& e : s.entries()) EXPECT_NE(s.text.find(e + "("), std::string::npos) << e;
+    const std::string body = family == KernelFamily::mma ? "decode_persistent_mma" : "decode_persistent_portable";
+    EXPECT_NE(s.text.find("mlj::" + body + "<MljDecodeConfig>(p, layout)"), std::string::npos) << s.text;
+    EXPECT_NE(s.text.find("mlj::persistent_schedule<"), std::string::npos);
+    EXPECT_NE(s.text.find("\"op\":\"persistent-decode\""), std::string::npos);
+    EXPECT_EQ(s.kernel_name.rfind("mla_persistent-decode_", 0), 0u) << s.kernel_name;
+    const std::string digest = s.template_digest();
+    EXPECT_NE(digest.find("decode/persistent.cu.in="), std::string::npos) << digest;
+    EXPECT_NE(digest.find("decode/config.cu.in="), std::string::npos) << digest;
+    EXPECT_EQ(digest.find("decode/stub.cu.in="), std::string::npos) << digest;
+  }
+  // The grid decode keeps its two entries; the same spec and tile as decode is a different source.
+  const Source grid = generate(golden_spec(), TileConfig{}, parse_target("sm_90a"));
+  EXPECT_TRUE(grid.schedule_entry.empty());
+  EXPECT_EQ(grid.entries().size(), 2u);
+  EXPECT_NE(generate(spec, TileConfig{}, parse_target("sm_90a")).text, grid.text);
+}
+
+TEST(Generator, OpNamesParse) {
+  EXPECT_EQ(parse_op("decode"), Op::decode);
+  EXPECT_EQ(parse_op("persistent-decode"), Op::persistent_decode);
+  EXPECT_EQ(op_name(Op::persistent_decode), "persistent-decode");
+  try {
+    parse_op("persistent", "--op");
+    FAIL() << "accepted an unknown op";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'--op'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("persistent-decode"), std::string::npos) << e.what();
+  }
+  Spec spec;
+  spec.op = Op::persistent_decode;
+  EXPECT_EQ(spec_from_json(to_json(spec)).op, Op::persistent_decode);
+}
+
 TEST(Generator, ValidatesBeforeRendering) {
   Spec bad = golden_spec();
   bad.heads = 0;

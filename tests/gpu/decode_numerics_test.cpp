@@ -19,26 +19,12 @@
 #include <fmt/format.h>
 
 #include "codegen/error.hpp"
+#include "tests/gpu/gpu_engine.hpp"
 #include "tools/decode_check.hpp"
 #include "tuning/choose.hpp"
 
 namespace mlajit {
 namespace {
-
-Engine* shared_engine() {
-  static std::unique_ptr<Engine> engine = []() -> std::unique_ptr<Engine> {
-    if (runtime::backend(Backend::cuda).device_count() == 0) return nullptr;
-    return std::make_unique<Engine>(0, Backend::cuda);
-  }();
-  return engine.get();
-}
-
-#define REQUIRE_GPU()                                                                                   \
-  Engine* engine = shared_engine();                                                                     \
-  if (engine == nullptr) {                                                                              \
-    GTEST_SKIP() << "no CUDA GPU on this machine (" << runtime::backend(Backend::cuda).unavailable_reason() \
-                 << "): gpu tier skipped, run it on a GPU machine";                                     \
-  }
 
 struct Case {
   int heads;

@@ -140,6 +140,63 @@ TEST(Compile, FeatureMatrixCoversTheIssue) {
   EXPECT_TRUE(capped && non_causal && fp8_q && fp8_kv_only);
 }
 
+// Persistent decode (Op::persistent_decode): the metadata kernel, the persistent stage 1 of every
+// family serving the spec and the reduce compile for sm_90a without spills, and for gfx90a
+// (portable; bf16 / fp16 as AMD CI promises) where hipRTC is present.
+std::vector<Spec> persistent_specs() {
+  std::vector<Spec> specs;
+  Spec s;
+  s.op = Op::persistent_decode;
+  s.page_size = 64;
+  specs.push_back(s);  // DeepSeek TP8: 16 heads, s_q 1
+  s.heads = 20;
+  s.s_q = 3;
+  s.page_size = 16;
+  s.q_dtype = s.kv_dtype = s.out_dtype = DType::fp16;
+  s.return_lse = true;
+  specs.push_back(s);
+  s = Spec{};
+  s.op = Op::persistent_decode;
+  s.heads = 128;
+  s.rope = RopeStyle::neox;
+  specs.push_back(s);
+  s = Spec{};
+  s.op = Op::persistent_decode;
+  s.kv_dtype = DType::fp8_e4m3;  // portable only
+  s.s_q = 3;
+  s.page_size = 64;
+  specs.push_back(s);
+  return specs;
+}
+
+TEST(Compile, PersistentEntriesCompileForEveryFamilyWithoutSpills) {
+  int compiled = 0;
+  for (const char* arch : {"sm_90a", "gfx90a"}) {
+    const Target target = parse_target(arch);
+    if (!runtime::backend(target.backend).compiler_available()) continue;
+    for (const Spec& spec : persistent_specs()) {
+      if (target.backend == Backend::hip && is_fp8(spec)) continue;
+      std::vector<KernelFamily> families = {KernelFamily::portable};
+      if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
+      for (KernelFamily family : families) {
+        const TileConfig tile = tuning::choose_tile(spec, target, family);
+        runtime::JitResult r;
+        ASSERT_NO_THROW(r = runtime::jit_compile(spec, tile, target, nullptr)) << kernel_base_name(spec, tile) << " " << arch;
+        ++compiled;
+        ASSERT_EQ(r.source.entries().size(), 3u);
+        for (const std::string& entry : r.source.entries()) {
+          ASSERT_TRUE(r.code.resources.count(entry)) << entry << " missing from " << r.key.readable_name;
+          if (target.backend == Backend::cuda) {
+            EXPECT_GT(r.code.resources.at(entry).registers, 0) << entry;
+            EXPECT_EQ(r.code.resources.at(entry).spill_stores, 0) << r.key.readable_name << " " << entry << " spills";
+          }
+        }
+      }
+    }
+  }
+  if (compiled == 0) GTEST_SKIP() << "neither NVRTC nor hipRTC found on this machine";
+}
+
 TEST(Compile, Fp8AndSoftCapCompileForNvidia) {
   const Target target = parse_target("sm_90a");
   skip_without_compiler(target.backend);
@@ -182,6 +239,9 @@ TEST(Compile, KeyChangesWithTargetAndSpecButNotSplits) {
   TileConfig split = t;
   split.num_splits = 9;
   EXPECT_EQ(base, key(s, split, sm90));
+  Spec persistent = s;
+  persistent.op = Op::persistent_decode;
+  EXPECT_NE(base, key(persistent, t, sm90));
 }
 
 }  // namespace

@@ -1,12 +1,13 @@
 // CPU tier: persistent decode, portable family. The metadata kernel (decode/schedule.cuh), the
 // persistent stage-1 kernel (decode_persistent_portable) and its reduce (decode_persistent_reduce)
-// run on the CPU through the fiber prelude, chained through one metadata buffer as a CUDA graph
+// run on the CPU through the fiber prelude, chained through six metadata buffers as a CUDA graph
 // would chain them, against the float32 reference: ragged batches with zero-length and one-token
 // requests, keyless and absent query tokens, batch 1 to 200, heads 16 / 20 / 128, s_q 1 and 3,
 // 7 and 132 workers, pages 1 and 64, fused RoPE and FP8 caches. Same tolerances as the grid
 // path's host tests (portable_host_test.cpp).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -59,9 +60,13 @@ PersistentRun run_persistent(const reference::DecodeProblem& p, int workers, int
   shape.workers = workers;
   shape.kv_block = kv_block;
   const PersistentLayout layout = persistent_layout(shape);
-  std::vector<int> metadata(layout.total_ints, 0x7f7f7f7f);
+  // Six separate buffers, as a caller of the C ABI allocates them; unwritten entries show.
+  std::array<std::vector<int>, 6> buffers;
+  for (std::size_t i = 0; i < buffers.size(); ++i) buffers[i].assign(layout.elements()[i] + 1, 0x7f7f7f7f);
+  const PersistentMetadata metadata{buffers[0].data(), buffers[1].data(), buffers[2].data(),
+                                    buffers[3].data(), buffers[4].data(), buffers[5].data()};
   const MljScheduleParams schedule = schedule_params(shape, p.qo_indptr.data(), p.kv_indptr.data(),
-                                                     p.kv_last_page_lens.data(), metadata.data());
+                                                     p.kv_last_page_lens.data(), metadata);
   constexpr int kScheduleThreads = 128;
   mlj_host::launch({1, 1, 1}, kScheduleThreads, schedule_shared_bytes(kScheduleThreads),
                    [&] { mlj::persistent_schedule<kScheduleThreads>(schedule); });
@@ -74,18 +79,17 @@ PersistentRun run_persistent(const reference::DecodeProblem& p, int workers, int
   params.partial_lse = partial_lse.data();
   params.num_splits = 0x7f7f7f7f;  // not read by the persistent path
 
-  const MljPersistentLayout kernel_layout = persistent_kernel_layout(shape);
-  const int* schedule_buffer = metadata.data();
+  const MljPersistentLayout kernel_layout = persistent_kernel_layout(shape, metadata);
   mlj_host::launch({unsigned(workers), 1, 1}, Cfg::kWarps * MLJ_WARP_SIZE, decode_shared_bytes(plan.spec, plan.tile),
-                   [&] { mlj::decode_persistent_portable<Cfg>(params, schedule_buffer, kernel_layout); });
+                   [&] { mlj::decode_persistent_portable<Cfg>(params, kernel_layout); });
   if (layout.max_split_tiles > 0) {
     mlj_host::launch({unsigned(layout.max_split_tiles), unsigned(Cfg::kHeadsPerCta), 1}, Cfg::kCombineThreads, 0,
-                     [&] { mlj::decode_persistent_reduce<Cfg>(params, schedule_buffer, kernel_layout); });
+                     [&] { mlj::decode_persistent_reduce<Cfg>(params, kernel_layout); });
   }
 
   PersistentRun result;
-  result.items = metadata[layout.header];
-  result.split_tiles = metadata[layout.header + 1];
+  result.items = metadata.work_meta_data[0];
+  result.split_tiles = metadata.work_meta_data[1];
   outputs.read_into(result.run, s);
   return result;
 }

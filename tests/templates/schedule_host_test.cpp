@@ -57,7 +57,8 @@ KernelRun run_kernel(const ScheduleShape& shape, const Batch& b) {
   run.layout = persistent_layout(shape);
   run.metadata.assign(run.layout.total_ints, 0x7f7f7f7f);  // unwritten entries show
   const MljScheduleParams params =
-      schedule_params(shape, b.qo_indptr.data(), b.kv_indptr.data(), b.kv_last_page_lens.data(), run.metadata.data());
+      schedule_params(shape, b.qo_indptr.data(), b.kv_indptr.data(), b.kv_last_page_lens.data(),
+                      metadata_in(run.layout, run.metadata.data()));
   mlj_host::launch({1, 1, 1}, kThreads, schedule_shared_bytes(kThreads),
                    [&] { mlj::persistent_schedule<kThreads>(params); });
   return run;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,8 @@
 #include "codegen/error.hpp"
 #include "reference/decode_reference.hpp"
 #include "runtime/engine.hpp"
+#include "runtime/persistent_plan.hpp"
+#include "tools/decode_check.hpp"
 #include "tools/bench/roofline.hpp"
 #include "tools/bench/timing.hpp"
 #include "tools/suite.hpp"
@@ -43,6 +46,10 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--stages", o.stages, "override the tile's pipeline stages");
   cmd->add_option("--splits", o.splits, "force the KV split count");
   cmd->add_option("--tag", o.tag, "suffix for the results file name");
+  cmd->add_option("--persistent", o.persistent_shapes,
+                  "ids also timed on the persistent path, as extra rows <id>p (default: S3 S5; 'none' for none, "
+                  "'all' for every shape)")
+      ->capture_default_str();
   cmd->add_option("--out-dir", o.out_dir, "where the JSON results go (<card>-<date>.json)")->capture_default_str();
   cmd->add_flag("--json", o.json, "print the JSON results instead of the table");
   return cmd;
@@ -84,57 +91,95 @@ int run_bench(const BenchOptions& o) {
       validate(*tile, spec, info.target);
     }
     DeviceProblem d = upload(engine, problem);
-    ensure_workspace(engine, d, tile);
-    const DecodePlan plan = engine.plan_decode(d.args, tile);
+    const auto wants = [&](const std::string& id) {
+      return std::find(o.persistent_shapes.begin(), o.persistent_shapes.end(), id) != o.persistent_shapes.end();
+    };
+    const bool persistent_too = wants(shape.id) || wants("all");
 
-    // JIT costs: compile (or disk load) happens on the first call; time it on the host.
-    const auto t0 = std::chrono::steady_clock::now();
-    engine.decode(d.args, tile);
-    device.synchronize();
-    const double first_call_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    for (int i = 0; i < o.warmup; ++i) engine.decode(d.args, tile);
-    device.synchronize();
-    // Hot dispatch: host time of one call with everything loaded (GPU work not waited for).
-    const int dispatches = 200;
-    const auto h0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < dispatches; ++i) engine.decode(d.args, tile);
-    const double dispatch_us =
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h0).count() / dispatches;
-    device.synchronize();
+    // One row per path: "grid" (stage 1 on request x row group x split, + combine) and, where
+    // asked, "persistent" (metadata fill + persistent stage 1 + reduce, all timed).
+    for (const bool persistent : {false, true}) {
+      if (persistent && !persistent_too) continue;
+      std::function<void()> call;
+      DecodeArgs args = d.args;
+      tools::PersistentBuffers buffers;
+      TileConfig chosen;
+      Spec kernel_spec;
+      int num_splits = 0, workers = 0;
+      if (persistent) {
+        const PersistentPlan plan = engine.plan_persistent(args, tile);
+        buffers = tools::allocate_persistent(engine, plan);
+        args.workspace = buffers.workspace.get();
+        args.workspace_bytes = buffers.workspace.size();
+        chosen = plan.tile;
+        kernel_spec = plan.spec;
+        workers = plan.shape.workers;
+        call = [&] {
+          engine.persistent_metadata_fill(args, buffers.metadata, tile);
+          engine.persistent_decode(args, buffers.metadata, tile);
+        };
+      } else {
+        ensure_workspace(engine, d, tile);
+        args = d.args;
+        const DecodePlan plan = engine.plan_decode(args, tile);
+        chosen = plan.tile;
+        kernel_spec = plan.spec;
+        num_splits = plan.tile.num_splits;
+        call = [&] { engine.decode(args, tile); };
+      }
+      device.fill_bytes(d.out.get(), 0xff, d.out.size());  // each path writes its own output
 
-    const double ms = timer.median_ms([&] { engine.decode(d.args, tile); }, 0, o.runs);
+      // JIT costs: compile (or disk load) happens on the first call; time it on the host.
+      const auto t0 = std::chrono::steady_clock::now();
+      call();
+      device.synchronize();
+      const double first_call_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      for (int i = 0; i < o.warmup; ++i) call();
+      device.synchronize();
+      // Hot dispatch: host time of one call with everything loaded (GPU work not waited for).
+      const int dispatches = 200;
+      const auto h0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < dispatches; ++i) call();
+      const double dispatch_us =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h0).count() / dispatches;
+      device.synchronize();
 
-    // Error: device output of the first requests against the float32 reference.
-    const int checked_requests = std::min(problem.batch, 2);
-    const reference::DecodeResult want = reference::decode(problem, checked_requests);
-    const long long checked_rows = (long long)problem.qo_indptr[checked_requests] * spec.heads;
-    const std::vector<float> got = download_output(engine, d, spec, checked_rows);
-    const reference::Comparison cmp = reference::compare(want, got, nullptr, 1e9, 0, checked_rows);
+      const double ms = timer.median_ms(call, 0, o.runs);
 
-    double tokens = 0;
-    for (int l : problem.kv_lens) tokens += l;
-    const double bytes = tokens * spec.qk_dim() * dtype_size(spec.kv_dtype) +
-                         double(problem.q.size()) + double(d.out.size());
-    const double flops = 2.0 * spec.s_q * spec.heads * tokens * (spec.qk_dim() + spec.v_dim());
-    const double gb_s = bytes / (ms * 1e-3) / 1e9;
-    const double tflop_s = flops / (ms * 1e-3) / 1e12;
-    const double roof_us = o.roofline ? std::max(bytes / (roof.read_gb_s * 1e9), flops / (roof.bf16_tflop_s * 1e12)) * 1e6 : 0;
-    const runtime::JitResult& jit = engine.load_decode(plan.spec, plan.tile).jit;
-    nlohmann::json r{{"id", shape.id}, {"card", info.name}, {"arch", info.target.arch}, {"date", today()},
-                     {"batch", shape.batch}, {"s_q", shape.s_q}, {"heads", shape.heads}, {"page_size", shape.page_size},
-                     {"kv_dtype", dtype_name(shape.kv_dtype)}, {"mean_context", tokens / shape.batch},
-                     {"time_us", ms * 1e3}, {"gb_s", gb_s}, {"tflop_s", tflop_s},
-                     {"pct_bw", o.roofline ? 100.0 * gb_s / roof.read_gb_s : 0.0},
-                     {"pct_flops", o.roofline && roof.bf16_tflop_s > 0 ? 100.0 * tflop_s / roof.bf16_tflop_s : 0.0},
-                     {"roofline_us", roof_us}, {"pct_roofline", roof_us > 0 ? 100.0 * roof_us / (ms * 1e3) : 0.0},
-                     {"max_abs_err", cmp.max_abs_error}, {"non_finite", cmp.non_finite_outputs},
-                     {"checked_requests", checked_requests}, {"family", family_name(plan.tile.family)},
-                     {"num_splits", plan.tile.num_splits}, {"kernel", jit.key.entry_name()},
-                     {"first_call_ms", first_call_ms}, {"compile_ms", jit.code.compile_ms},
-                     {"hot_dispatch_us", dispatch_us}, {"l2_flushed", o.flush_l2}, {"runs", o.runs}};
-    results.push_back(r);
-    std::fprintf(stderr, "bench: %s %.1f us (%.0f%% of roofline), err %.3g\n", shape.id.c_str(), ms * 1e3,
-                 r["pct_roofline"].get<double>(), cmp.max_abs_error);
+      // Error: device output of the first requests against the float32 reference.
+      const int checked_requests = std::min(problem.batch, 2);
+      const reference::DecodeResult want = reference::decode(problem, checked_requests);
+      const long long checked_rows = (long long)problem.qo_indptr[checked_requests] * spec.heads;
+      const std::vector<float> got = download_output(engine, d, spec, checked_rows);
+      const reference::Comparison cmp = reference::compare(want, got, nullptr, 1e9, 0, checked_rows);
+
+      double tokens = 0;
+      for (int l : problem.kv_lens) tokens += l;
+      const double bytes = tokens * spec.qk_dim() * dtype_size(spec.kv_dtype) +
+                           double(problem.q.size()) + double(d.out.size());
+      const double flops = 2.0 * spec.s_q * spec.heads * tokens * (spec.qk_dim() + spec.v_dim());
+      const double gb_s = bytes / (ms * 1e-3) / 1e9;
+      const double tflop_s = flops / (ms * 1e-3) / 1e12;
+      const double roof_us = o.roofline ? std::max(bytes / (roof.read_gb_s * 1e9), flops / (roof.bf16_tflop_s * 1e12)) * 1e6 : 0;
+      const runtime::JitResult& jit = engine.load_decode(kernel_spec, chosen).jit;
+      const std::string id = persistent ? shape.id + "p" : shape.id;
+      nlohmann::json r{{"id", id}, {"shape", shape.id}, {"path", persistent ? "persistent" : "grid"},
+                       {"card", info.name}, {"arch", info.target.arch}, {"date", today()},
+                       {"batch", shape.batch}, {"s_q", shape.s_q}, {"heads", shape.heads}, {"page_size", shape.page_size},
+                       {"kv_dtype", dtype_name(shape.kv_dtype)}, {"mean_context", tokens / shape.batch},
+                       {"time_us", ms * 1e3}, {"gb_s", gb_s}, {"tflop_s", tflop_s},
+                       {"pct_bw", o.roofline ? 100.0 * gb_s / roof.read_gb_s : 0.0},
+                       {"pct_flops", o.roofline && roof.bf16_tflop_s > 0 ? 100.0 * tflop_s / roof.bf16_tflop_s : 0.0},
+                       {"roofline_us", roof_us}, {"pct_roofline", roof_us > 0 ? 100.0 * roof_us / (ms * 1e3) : 0.0},
+                       {"max_abs_err", cmp.max_abs_error}, {"non_finite", cmp.non_finite_outputs},
+                       {"checked_requests", checked_requests}, {"family", family_name(chosen.family)},
+                       {"num_splits", num_splits}, {"workers", workers}, {"kernel", jit.key.entry_name()},
+                       {"first_call_ms", first_call_ms}, {"compile_ms", jit.code.compile_ms},
+                       {"hot_dispatch_us", dispatch_us}, {"l2_flushed", o.flush_l2}, {"runs", o.runs}};
+      results.push_back(r);
+      std::fprintf(stderr, "bench: %s %.1f us (%.0f%% of roofline), err %.3g\n", id.c_str(), ms * 1e3,
+                   r["pct_roofline"].get<double>(), cmp.max_abs_error);
+    }
   }
 
   nlohmann::json doc{{"card", info.name}, {"arch", info.target.arch}, {"date", today()},
@@ -158,13 +203,16 @@ int run_bench(const BenchOptions& o) {
   std::cout << fmt::format("{:<4} {:>5} {:>3} {:>4} {:>6} {:<5} {:>4} {:>9} {:>8} {:>7} {:>9} {:>6} {:>9} {:<8} {:>6} {:>8}\n", "id",
                            "batch", "sq", "H", "ctx", "kv", "page", "time us", "GB/s", "TFLOP/s", "roof us", "%roof",
                            "max err", "family", "splits", "disp us");
+  // splits: the grid path's KV splits; persistent rows show "w<workers>" instead.
   for (const auto& r : results) {
+    const std::string splits = r["path"] == "persistent" ? fmt::format("w{}", r["workers"].get<int>())
+                                                         : std::to_string(r["num_splits"].get<int>());
     std::cout << fmt::format("{:<4} {:>5} {:>3} {:>4} {:>6.0f} {:<5} {:>4} {:>9.1f} {:>8.0f} {:>7.1f} {:>9.1f} {:>5.0f}% {:>9.2g} {:<8} {:>6} {:>8.1f}\n",
                              r["id"].get<std::string>(), r["batch"].get<int>(), r["s_q"].get<int>(), r["heads"].get<int>(),
                              r["mean_context"].get<double>(), r["kv_dtype"].get<std::string>().substr(0, 5),
                              r["page_size"].get<int>(), r["time_us"].get<double>(), r["gb_s"].get<double>(),
                              r["tflop_s"].get<double>(), r["roofline_us"].get<double>(), r["pct_roofline"].get<double>(),
-                             r["max_abs_err"].get<double>(), r["family"].get<std::string>(), r["num_splits"].get<int>(),
+                             r["max_abs_err"].get<double>(), r["family"].get<std::string>(), splits,
                              r["hot_dispatch_us"].get<double>());
   }
   return 0;

@@ -26,6 +26,9 @@ struct BenchOptions {
   int stages = 0;
   int splits = 0;           // force the split count (0 = the model's choice)
   std::string tag;          // appended to the results file name
+  // Shapes also timed on the persistent path (metadata kernel + persistent stage 1 + reduce, one
+  // extra row "<id>p" each): the load-balance and split-K shapes of the issue by default.
+  std::vector<std::string> persistent_shapes = {"S3", "S5"};
 };
 
 // Registers the `bench` subcommand; returns it so main can test whether it ran.
