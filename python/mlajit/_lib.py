@@ -96,6 +96,28 @@ class DecodeArgs(ctypes.Structure):
     ]
 
 
+class PersistentMetadata(ctypes.Structure):
+    """mlajit_persistent_metadata: the six int32 metadata buffers (AITER's names and order)."""
+
+    _fields_ = [(name, ctypes.c_void_p) for name in (
+        "work_meta_data", "work_indptr", "work_info_set", "reduce_indptr", "reduce_final_map",
+        "reduce_partial_map")]
+
+
+PERSISTENT_BUFFERS = tuple(name for name, _ in PersistentMetadata._fields_)
+
+
+class PersistentSizes(ctypes.Structure):
+    """mlajit_persistent_sizes."""
+
+    _fields_ = [
+        ("elements", ctypes.c_int64 * 6),
+        ("workers", ctypes.c_int32),
+        ("rows_per_item", ctypes.c_int32),
+        ("workspace_bytes", ctypes.c_size_t),
+    ]
+
+
 _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
 _library_path: Optional[str] = None
@@ -133,6 +155,15 @@ def _declare(lib: ctypes.CDLL) -> None:
         ctypes.c_void_p, ctypes.POINTER(DecodeArgs), ctypes.POINTER(ctypes.c_size_t)]
     lib.mlajit_decode.restype = status
     lib.mlajit_decode.argtypes = [ctypes.c_void_p, ctypes.POINTER(DecodeArgs)]
+    lib.mlajit_persistent_sizes_query.restype = status
+    lib.mlajit_persistent_sizes_query.argtypes = [
+        ctypes.c_void_p, ctypes.POINTER(DecodeArgs), ctypes.POINTER(PersistentSizes)]
+    lib.mlajit_persistent_metadata_fill.restype = status
+    lib.mlajit_persistent_metadata_fill.argtypes = [
+        ctypes.c_void_p, ctypes.POINTER(DecodeArgs), ctypes.POINTER(PersistentMetadata)]
+    lib.mlajit_persistent_decode.restype = status
+    lib.mlajit_persistent_decode.argtypes = [
+        ctypes.c_void_p, ctypes.POINTER(DecodeArgs), ctypes.POINTER(PersistentMetadata)]
 
 
 def _check_abi(lib: ctypes.CDLL, path: str) -> None:

@@ -422,9 +422,9 @@ def test_library_rejection_is_value_error():
     assert isinstance(info.value, RuntimeError)  # MlajitInvalidArgument: from the C library
 
 
-def test_persistent_arguments_not_implemented():
+def test_persistent_form_needs_every_buffer():
     p = _small()
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        _call(p, work_meta_data=torch.zeros(2, dtype=torch.int64, device=DEVICE))
+    with pytest.raises(ValueError, match="missing: work_indptr"):
+        _call(p, work_meta_data=torch.zeros(4, dtype=torch.int32, device=DEVICE))
     with pytest.raises(NotImplementedError, match="not implemented yet"):
         _call(p, num_kv_splits=2, num_kv_splits_indptr=torch.tensor([0, 2, 4], dtype=torch.int32, device=DEVICE))

@@ -1,5 +1,6 @@
-"""Arguments of AITER's mla_decode_fwd that select paths mlajit does not have yet raise
-NotImplementedError before anything else is looked at (no PyTorch, library or GPU needed)."""
+"""Arguments of AITER's API that select paths mlajit does not have yet raise NotImplementedError
+before anything else is looked at, and an incomplete persistent call is a ValueError (no PyTorch,
+library or GPU needed)."""
 
 import pytest
 
@@ -11,8 +12,8 @@ BASE = (T, T, T, T, T, T, T, 1)
 
 @pytest.mark.parametrize("name", ["work_meta_data", "work_indptr", "work_info_set", "reduce_indptr",
                                   "reduce_final_map", "reduce_partial_map"])
-def test_persistent_path(name):
-    with pytest.raises(NotImplementedError, match=f"persistent.*{name}.*not implemented yet"):
+def test_persistent_form_needs_all_six_buffers(name):
+    with pytest.raises(ValueError, match="needs all six metadata buffers; missing: .*"):
         mla_decode_fwd(*BASE, **{name: T})
 
 
@@ -37,9 +38,18 @@ def test_cp_rank_without_cp():
         mla_decode_fwd(*BASE, cp_rank=1)
 
 
-def test_metadata_functions_are_not_faked():
+def test_sparse_and_intra_batch_metadata():
+    from mlajit import get_mla_metadata_info_v1, get_mla_metadata_v1
+
+    with pytest.raises(NotImplementedError, match="is_sparse"):
+        get_mla_metadata_info_v1(4, 1, 16, T, T, True)
+    with pytest.raises(NotImplementedError, match="intra_batch_mode"):
+        get_mla_metadata_info_v1(4, 1, 16, T, T, False, intra_batch_mode=True)
+    with pytest.raises(NotImplementedError, match="topk"):
+        get_mla_metadata_v1(T, T, T, 16, 1, True, T, T, T, T, T, T, topk=2048)
+
+
+def test_prefill_is_not_faked():
     import mlajit
 
-    assert not hasattr(mlajit, "get_mla_metadata_info_v1")
-    assert not hasattr(mlajit, "get_mla_metadata_v1")
     assert not hasattr(mlajit, "mla_prefill_fwd")
