@@ -35,7 +35,7 @@ if ! skip tests; then
   sort -k9 -g "$logs/numerics.txt" | tail -4 | tee -a "$summary"
   grep -o "\[ persistent \].*" "$logs/ctest_gpu.log" >"$logs/persistent.txt"
   say "persistent lines: $(wc -l <"$logs/persistent.txt"); largest errors:"
-  sort -t'|' -k2 "$logs/persistent.txt" | tail -3 | tee -a "$summary"
+  sort -k7 -g "$logs/persistent.txt" | tail -3 | tee -a "$summary"
 fi
 
 if ! skip bench; then
