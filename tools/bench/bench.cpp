@@ -82,6 +82,11 @@ int run_bench(const BenchOptions& o) {
       if (o.tokens_per_tile > 0) tile->tokens_per_tile = o.tokens_per_tile;
       if (o.stages > 0) tile->stages = o.stages;
       if (o.heads_per_cta > 0) tile->heads_per_cta = o.heads_per_cta;
+      // Without --stages, an overridden mma shape keeps the model's stages where they fit, else the most that do.
+      while (o.stages == 0 && tile->family == KernelFamily::mma && tile->stages > 2 &&
+             decode_shared_bytes(spec, *tile) > info.target.max_shared_bytes()) {
+        --tile->stages;
+      }
       tile->num_splits = o.splits;
       validate(*tile, spec, info.target);
     }
