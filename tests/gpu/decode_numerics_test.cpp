@@ -167,7 +167,7 @@ std::vector<Case> feature_cases() {
 // CTA holds several query tokens, and the causal mask differs row by row inside it), pages 1 /
 // 16 / 64, ragged requests (empty, one key, a partial page, long), split-K off, forced and auto,
 // fused RoPE, soft-cap and fp16 on some; tile shapes 32 x 32 x 4, 32 x 64 x 2, 64 x 32 x 3 and
-// 64 x 32 x 2 (rows x tokens x stages).
+// 64 x 32 x 2 (rows x tokens x stages); and 16-row CTAs on heads 20 / 100.
 std::vector<Case> mma_row_cases() {
   struct Tile {
     int rows, tokens, stages;
@@ -204,6 +204,16 @@ std::vector<Case> mma_row_cases() {
       cases.push_back(c);
       ++i;
     }
+  }
+  // The v2 row split (16-row CTAs) on head counts the model now gives 32 / 64 rows, so it keeps
+  // its GPU coverage there.
+  for (int heads : {20, 100}) {
+    Case c{heads, 16, 3, DType::bf16, 0, true, {0, 1, 19, 700}, {3, 3, 2, 3}};
+    c.rope = heads == 20 ? RopeStyle::neox : RopeStyle::none;
+    c.mma_rows = 16;
+    c.mma_tokens = 32;
+    c.mma_stages = 2;
+    cases.push_back(c);
   }
   // One long request: many tiles through the ring, auto split-K, 64 and 32 rows.
   for (int rows : {64, 32}) {
@@ -329,7 +339,7 @@ TEST(DecodeNumericsCount, FeatureCasesCoverTheIssueAndBuildTheirProblems) {
     tile.stages = c.mma_stages;
     EXPECT_NO_THROW(validate(tile, spec_of(c), parse_target("sm_90a"))) << case_name(c);
   }
-  EXPECT_EQ(mma_rows, (std::set<int>{32, 64}));
+  EXPECT_EQ(mma_rows, (std::set<int>{16, 32, 64}));
   EXPECT_TRUE(mma_heads.count(20) && mma_heads.count(100) && mma_heads.count(128));
   EXPECT_EQ(mma_pages, (std::set<int>{1, 16, 64}));
   EXPECT_TRUE(mma_splits.count(0) && mma_splits.count(1) && mma_splits.size() >= 3);
