@@ -97,6 +97,9 @@ bool mma_family_supports(const Spec& spec, const Target& target) {
 
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target) {
   if (tile.family != KernelFamily::mma) return 1;
+  // 64 rows per CTA keep 128 fp32 accumulators per thread: more than the 128 registers a thread
+  // may have at two 256-thread CTAs per SM. (32 rows never fit two per SM by shared memory.)
+  if (tile.heads_per_cta > 32) return 1;
   // Per-SM shared memory is the per-CTA opt-in limit plus 1 KiB reserved per CTA on sm_80/90.
   const int per_sm = target.max_shared_bytes() + 1024;
   return std::clamp(per_sm / (decode_shared_bytes(spec, tile) + 1024), 1, 2);
@@ -104,11 +107,15 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
 
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
   if (tile.family == KernelFamily::mma) {
-    // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh.
+    // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh: the KV ring, Q, the
+    // S partials (kKSplit = 4 / M tiles slices of rows x (tile + 8) fp32: 64 rows' worth at
+    // every heads_per_cta), P in 16 bits (rows x (tile + 8)) and three fp32 per row.
+    const int rows = tile.heads_per_cta;
     const int row_bytes = (spec.qk_dim() + 8) * 2;
-    const int score_stride = tile.tokens_per_tile + 8;
-    return tile.stages * tile.tokens_per_tile * row_bytes + 16 * row_bytes + 4 * 16 * score_stride * 4 +
-           16 * score_stride * 4;
+    const int stride = tile.tokens_per_tile + 8;
+    const int k_split = 4 / std::max(1, rows / 16);
+    return tile.stages * tile.tokens_per_tile * row_bytes + rows * row_bytes + k_split * rows * stride * 4 +
+           rows * stride * 2 + 3 * rows * 4;
   }
   const int rows = tile.heads_per_cta;
   const int q_bytes = rows * spec.qk_dim() * 4;  // q staged as pre-scaled fp32
@@ -125,7 +132,10 @@ void validate_mma(const TileConfig& tile, const Spec& spec, const Target& target
     throw_invalid("family", "mma needs an NVIDIA sm_80+ target, q_dtype == kv_dtype in {bf16, fp16}, "
                   "(kv_lora_rank + rope_dim) % 64 == 0 and kv_lora_rank % 128 == 0", "mma");
   }
-  if (tile.heads_per_cta != 16) throw_invalid("heads_per_cta", "must be 16 for the mma family", std::to_string(tile.heads_per_cta));
+  if (tile.heads_per_cta != 16 && tile.heads_per_cta != 32 && tile.heads_per_cta != 64) {
+    throw_invalid("heads_per_cta", "must be 16, 32 or 64 for the mma family (1, 2 or 4 mma M tiles)",
+                  std::to_string(tile.heads_per_cta));
+  }
   if (tile.warps != 8) throw_invalid("warps", "must be 8 for the mma family", std::to_string(tile.warps));
   if (tile.tokens_per_tile != 32 && tile.tokens_per_tile != 64) {
     throw_invalid("tokens_per_tile", "must be 32 or 64 for the mma family", std::to_string(tile.tokens_per_tile));
@@ -134,8 +144,8 @@ void validate_mma(const TileConfig& tile, const Spec& spec, const Target& target
   require_range("num_splits", tile.num_splits, 0, 4096);
   const int shared = decode_shared_bytes(spec, tile);
   if (shared > target.max_shared_bytes()) {
-    throw_invalid("stages", fmt::format("tile needs {} B of shared memory, {} allows {} B; lower stages or "
-                                        "tokens_per_tile", shared, target.arch, target.max_shared_bytes()),
+    throw_invalid("stages", fmt::format("tile needs {} B of shared memory, {} allows {} B; lower stages, "
+                                        "tokens_per_tile or heads_per_cta", shared, target.arch, target.max_shared_bytes()),
                   std::to_string(tile.stages));
   }
 }

@@ -59,6 +59,8 @@ TileConfig SpecFlags::tile(const Spec& s, const Target& target) const {
   if (heads_per_cta > 0) t.heads_per_cta = heads_per_cta;
   if (tokens_per_tile > 0) t.tokens_per_tile = tokens_per_tile;
   if (warps > 0) t.warps = warps;
+  // An overridden mma shape keeps the model's stages where they fit, else the most that do.
+  while (t.family == KernelFamily::mma && t.stages > 2 && decode_shared_bytes(s, t) > target.max_shared_bytes()) --t.stages;
   validate(t, s, target);
   return t;
 }

@@ -18,10 +18,45 @@ ModelParams aiter_params() {
   return p;
 }
 
+namespace {
+
+// The mma family's model tile, which may not fit the target's shared memory (sm_86 / sm_89).
+// Rows per CTA: the smallest of 16 / 32 / 64 covering heads * s_q, capped at 64 — one CTA streams
+// a request's KV for all its rows (KERNELS.md: read each KV row once per request), and more than
+// 64 rows would need more than 128 fp32 accumulators per thread. 32-token KV tiles throughout.
+// 16 rows: two cp.async stages, ~103 KiB, so two CTAs share an SM and one's barriers hide behind
+// the other's math. 32 / 64 rows run one CTA per SM (Q alone is 37 / 73 KiB and the
+// accumulators take 64 / 128 registers), so they keep more tiles in flight instead: 4 / 3
+// stages (~195 / ~198 KiB on sm_90), fewer where the target has less shared memory.
+TileConfig mma_model_tile(const Spec& spec, const Target& target) {
+  TileConfig tile;
+  tile.family = KernelFamily::mma;
+  const int rows = spec.heads * spec.s_q;
+  tile.heads_per_cta = rows <= 16 ? 16 : rows <= 32 ? 32 : 64;
+  tile.warps = 8;
+  tile.tokens_per_tile = 32;
+  tile.stages = tile.heads_per_cta == 16 ? 2 : tile.heads_per_cta == 32 ? 4 : 3;
+  while (decode_shared_bytes(spec, tile) > target.max_shared_bytes()) {
+    if (tile.stages > 2) {
+      --tile.stages;
+    } else if (tile.heads_per_cta > 16) {
+      tile.heads_per_cta /= 2;
+    } else {
+      break;  // nothing fits: validate says so
+    }
+  }
+  return tile;
+}
+
+}  // namespace
+
 TileConfig choose_tile(const Spec& spec, const Target& target) {
   if (mma_family_supports(spec, target)) {
-    const TileConfig mma = choose_tile(spec, target, KernelFamily::mma);
-    if (decode_shared_bytes(spec, mma) <= target.max_shared_bytes()) return mma;
+    const TileConfig mma = mma_model_tile(spec, target);
+    if (decode_shared_bytes(spec, mma) <= target.max_shared_bytes()) {
+      validate(mma, spec, target);
+      return mma;
+    }
   }
   return choose_tile(spec, target, KernelFamily::portable);
 }
@@ -29,13 +64,7 @@ TileConfig choose_tile(const Spec& spec, const Target& target) {
 TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily family) {
   TileConfig tile;
   if (family == KernelFamily::mma) {
-    // 16 rows per CTA (one mma M tile), 32-token KV tiles, two cp.async stages: ~106 KiB of
-    // shared memory, so two CTAs share an SM and one's barriers hide behind the other's math.
-    tile.family = KernelFamily::mma;
-    tile.heads_per_cta = 16;
-    tile.warps = 8;
-    tile.tokens_per_tile = 32;
-    tile.stages = 2;
+    tile = mma_model_tile(spec, target);
     validate(tile, spec, target);
     return tile;
   }

@@ -40,6 +40,11 @@ struct Case {
   DType kv_dtype_override = DType::fp32;  // fp32 = same as dtype
   DType q_dtype_override = DType::fp32;   // fp32 = same as dtype
   RopeStyle rope = RopeStyle::none;
+  // Forced mma tile (0 = the model's per-family choice, both families): rows per CTA, tokens per
+  // KV tile, stages. Set: only the mma family runs, with this tile.
+  int mma_rows = 0;
+  int mma_tokens = 0;
+  int mma_stages = 0;
 };
 
 std::string case_name(const Case& c) {
@@ -50,6 +55,7 @@ std::string case_name(const Case& c) {
   if (c.q_dtype_override != DType::fp32) name += "_q" + std::string(dtype_name(c.q_dtype_override));
   if (c.rope != RopeStyle::none) name += "_rope" + std::string(rope_style_name(c.rope));
   if (!c.q_lens.empty()) name += "_raggedq";
+  if (c.mma_rows > 0) name += fmt::format("_mmahc{}_bn{}_st{}", c.mma_rows, c.mma_tokens, c.mma_stages);
   int longest = 0;
   for (int len : c.kv_lens) longest = std::max(longest, len);
   return name + fmt::format("_kv{}", longest);
@@ -142,6 +148,70 @@ std::vector<Case> feature_cases() {
   return cases;
 }
 
+// Multi-row mma CTAs (heads_per_cta 32 and 64: 2 and 4 M tiles) forced on GPU-tier shapes: head
+// counts that fill, straddle and under-fill a CTA's rows (16, 20, 64, 100, 128: with s_q 1..4 a
+// CTA holds several query tokens, and the causal mask differs row by row inside it), pages 1 /
+// 16 / 64, ragged requests (empty, one key, a partial page, long), split-K off, forced and auto,
+// fused RoPE, soft-cap and fp16 on some; tile shapes 32 x 32 x 4, 32 x 64 x 2, 64 x 32 x 3 and
+// 64 x 32 x 2 (rows x tokens x stages); and 16-row CTAs on heads 20 / 100.
+std::vector<Case> mma_row_cases() {
+  struct Tile {
+    int rows, tokens, stages;
+  };
+  const Tile tiles[] = {{32, 32, 4}, {64, 32, 3}, {32, 64, 2}, {64, 32, 2}};
+  const int heads_list[] = {20, 100, 128, 16, 64};
+  const int pages[] = {1, 16, 64};
+  const int split_choices[] = {1, 0, 4};
+  std::vector<Case> cases;
+  int i = 0;
+  for (int heads : heads_list) {
+    for (int s_q = 1; s_q <= 4; ++s_q) {
+      if (heads * s_q > 256) continue;  // 128 x 3, 128 x 4, 100 x 3 ...: the same code paths, slower references
+      Case c;
+      c.heads = heads;
+      c.s_q = s_q;
+      c.page_size = pages[i % 3];
+      c.dtype = i % 4 == 3 ? DType::fp16 : DType::bf16;
+      c.splits = split_choices[i % 3];
+      c.lse = true;
+      c.kv_lens = heads * s_q >= 128 ? std::vector<int>{0, 1, c.page_size + 3, 203}
+                                     : std::vector<int>{0, 1, c.page_size + 3, 517, 1029};
+      if (s_q > 1 && i % 2 == 0) {  // ragged query lengths
+        c.q_lens.assign(c.kv_lens.size(), s_q);
+        c.q_lens[2] = s_q - 1;
+      }
+      c.causal = i % 5 != 4;
+      c.logit_cap = i % 6 == 2 ? 20.0f : 0.0f;
+      c.rope = i % 4 == 1 ? RopeStyle::neox : (i % 7 == 3 ? RopeStyle::gptj : RopeStyle::none);
+      const Tile& t = tiles[i % 4];
+      c.mma_rows = t.rows;
+      c.mma_tokens = t.tokens;
+      c.mma_stages = t.stages;
+      cases.push_back(c);
+      ++i;
+    }
+  }
+  // The v2 row split (16-row CTAs) on head counts the model now gives 32 / 64 rows, so it keeps
+  // its GPU coverage there.
+  for (int heads : {20, 100}) {
+    Case c{heads, 16, 3, DType::bf16, 0, true, {0, 1, 19, 700}, {3, 3, 2, 3}};
+    c.rope = heads == 20 ? RopeStyle::neox : RopeStyle::none;
+    c.mma_rows = 16;
+    c.mma_tokens = 32;
+    c.mma_stages = 2;
+    cases.push_back(c);
+  }
+  // One long request: many tiles through the ring, auto split-K, 64 and 32 rows.
+  for (int rows : {64, 32}) {
+    Case c{128, 64, 1, DType::bf16, 0, true, {9000, 4097}, {}};
+    c.mma_rows = rows;
+    c.mma_tokens = 32;
+    c.mma_stages = rows == 64 ? 3 : 4;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
 Spec spec_of(const Case& c) {
   Spec spec;
   spec.heads = c.heads;
@@ -178,9 +248,18 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
   const Target target = engine->device_info().target;
   std::vector<KernelFamily> families = {KernelFamily::portable};
   if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
+  if (c.mma_rows > 0) {
+    if (!mma_family_supports(spec, target)) GTEST_SKIP() << "no mma family on " << target.arch;
+    families = {KernelFamily::mma};
+  }
   for (KernelFamily family : families) {
     SCOPED_TRACE(std::string(family_name(family)));
-    const TileConfig tile = tuning::choose_tile(spec, target, family);
+    TileConfig tile = tuning::choose_tile(spec, target, family);
+    if (c.mma_rows > 0) {
+      tile.heads_per_cta = c.mma_rows;
+      tile.tokens_per_tile = c.mma_tokens;
+      tile.stages = c.mma_stages;
+    }
     const tools::DeviceRun run = tools::run_on_device(*engine, problem, c.splits, tile);
     const tools::Tolerance tol = tools::tolerance_for(spec, family, max_v);
     const reference::Comparison cmp = reference::compare(want, run.out, c.lse ? &run.lse : nullptr, tol.atol, tol.rtol);
@@ -188,6 +267,9 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
                 case_name(c).c_str(), std::string(family_name(family)).c_str(), run.plan.tile.num_splits,
                 cmp.max_abs_error, cmp.max_lse_error, cmp.cosine_distance);
     EXPECT_EQ(run.plan.tile.family, family);
+    if (c.mma_rows > 0) {
+      EXPECT_EQ(run.plan.tile.heads_per_cta, c.mma_rows);
+    }
     EXPECT_EQ(cmp.non_finite_outputs, 0);
     EXPECT_EQ(cmp.mismatches, 0) << "max abs error " << cmp.max_abs_error;
     EXPECT_LT(cmp.cosine_distance, 1e-5);
@@ -209,6 +291,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DecodeNumerics, ::testing::ValuesIn(all_cases()
                          [](const auto& info) { return case_name(info.param); });
 INSTANTIATE_TEST_SUITE_P(Features, DecodeNumerics, ::testing::ValuesIn(feature_cases()),
                          [](const auto& info) { return case_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(MmaRows, DecodeNumerics, ::testing::ValuesIn(mma_row_cases()),
+                         [](const auto& info) { return case_name(info.param); });
 
 TEST(DecodeNumericsCount, CoversAtLeastThirtyCombinations) { EXPECT_GE(all_cases().size(), 30u); }
 
@@ -228,6 +312,23 @@ TEST(DecodeNumericsCount, FeatureCasesCoverTheIssueAndBuildTheirProblems) {
   for (const Case& c : all_cases()) {
     EXPECT_TRUE(names.insert(case_name(c)).second) << "duplicate case name " << case_name(c);
   }
+  std::set<int> mma_rows, mma_heads, mma_pages, mma_splits;
+  for (const Case& c : mma_row_cases()) {
+    EXPECT_TRUE(names.insert(case_name(c)).second) << "duplicate case name " << case_name(c);
+    mma_rows.insert(c.mma_rows);
+    mma_heads.insert(c.heads);
+    mma_pages.insert(c.page_size);
+    mma_splits.insert(c.splits);
+    TileConfig tile = tuning::choose_tile(spec_of(c), parse_target("sm_90a"), KernelFamily::mma);
+    tile.heads_per_cta = c.mma_rows;
+    tile.tokens_per_tile = c.mma_tokens;
+    tile.stages = c.mma_stages;
+    EXPECT_NO_THROW(validate(tile, spec_of(c), parse_target("sm_90a"))) << case_name(c);
+  }
+  EXPECT_EQ(mma_rows, (std::set<int>{16, 32, 64}));
+  EXPECT_TRUE(mma_heads.count(20) && mma_heads.count(100) && mma_heads.count(128));
+  EXPECT_EQ(mma_pages, (std::set<int>{1, 16, 64}));
+  EXPECT_TRUE(mma_splits.count(0) && mma_splits.count(1) && mma_splits.size() >= 3);
   EXPECT_TRUE(rope[0] && rope[1] && rope[2] && fp8_q && fp8_kv && capped && non_causal);
   for (const Case& c : feature_cases()) {
     SCOPED_TRACE(case_name(c));

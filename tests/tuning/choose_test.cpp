@@ -7,6 +7,7 @@
 
 #include "codegen/error.hpp"
 #include "tuning/choose.hpp"
+#include "tuning/select.hpp"
 
 namespace mlajit::tuning {
 namespace {
@@ -39,6 +40,77 @@ TEST(ChooseTile, PicksTheMatrixCoreFamilyWhereItServes) {
   EXPECT_EQ(choose_tile(s, k_h100).family, KernelFamily::portable);
   EXPECT_EQ(choose_tile(Spec{}, parse_target("gfx942")).family, KernelFamily::portable);
   EXPECT_THROW(choose_tile(Spec{}, parse_target("gfx942"), KernelFamily::mma), Error);
+}
+
+// mma rows per CTA: the smallest of 16 / 32 / 64 covering heads * s_q, capped at 64; 32 / 64
+// rows run one CTA per SM with 4 / 3 stages on sm_90 (fewer where shared memory is smaller).
+TEST(ChooseTile, MmaRowsPerCtaCoverTheRequestsRows) {
+  struct Want {
+    int heads, s_q, rows, stages, per_sm;
+  };
+  for (const Want& w : {Want{16, 1, 16, 2, 2}, Want{1, 1, 16, 2, 2}, Want{8, 2, 16, 2, 2}, Want{16, 2, 32, 4, 1},
+                        Want{20, 1, 32, 4, 1}, Want{32, 1, 32, 4, 1}, Want{20, 3, 64, 3, 1}, Want{64, 1, 64, 3, 1},
+                        Want{16, 4, 64, 3, 1}, Want{100, 1, 64, 3, 1}, Want{128, 1, 64, 3, 1},
+                        Want{128, 8, 64, 3, 1}}) {
+    Spec s;
+    s.heads = w.heads;
+    s.s_q = w.s_q;
+    const TileConfig t = choose_tile(s, k_h100);
+    SCOPED_TRACE(tile_summary(t) + " for heads " + std::to_string(w.heads) + " s_q " + std::to_string(w.s_q));
+    EXPECT_EQ(t.family, KernelFamily::mma);
+    EXPECT_EQ(t.heads_per_cta, w.rows);
+    EXPECT_EQ(t.tokens_per_tile, 32);
+    EXPECT_EQ(t.stages, w.stages);
+    EXPECT_EQ(decode_ctas_per_sm(s, t, k_h100), w.per_sm);
+    EXPECT_LE(decode_shared_bytes(s, t), k_h100.max_shared_bytes());
+  }
+  // sm_80 (163 KiB): the same rows with fewer stages.
+  Spec s;
+  s.heads = 128;
+  const TileConfig a100 = choose_tile(s, parse_target("sm_80"));
+  EXPECT_EQ(a100.heads_per_cta, 64);
+  EXPECT_EQ(a100.stages, 2);
+  s.heads = 32;
+  EXPECT_EQ(choose_tile(s, parse_target("sm_80")).stages, 3);
+  // sm_86 (99 KiB) fits no mma tile: the portable family serves it instead of an error.
+  EXPECT_EQ(choose_tile(Spec{}, parse_target("sm_86")).family, KernelFamily::portable);
+}
+
+TEST(ChooseTile, MmaValidationRejectsBadRowsAndOversizedTiles) {
+  Spec s;
+  TileConfig t = choose_tile(s, k_h100);
+  for (int rows : {1, 8, 24, 48, 128}) {
+    t.heads_per_cta = rows;
+    try {
+      validate(t, s, k_h100);
+      ADD_FAILURE() << "heads_per_cta " << rows << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("heads_per_cta"), std::string::npos) << e.what();
+    }
+  }
+  t.heads_per_cta = 64;
+  t.tokens_per_tile = 64;
+  t.stages = 2;  // 146 KiB ring + 73 KiB Q + partials and P: over 227 KiB
+  try {
+    validate(t, s, k_h100);
+    ADD_FAILURE() << "64 rows x 64 tokens accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("shared memory"), std::string::npos) << e.what();
+  }
+  t.tokens_per_tile = 32;
+  t.stages = 4;  // 4 stages of 64 rows: over too
+  EXPECT_THROW(validate(t, s, k_h100), Error);
+  t.stages = 3;
+  EXPECT_NO_THROW(validate(t, s, k_h100));
+  t.heads_per_cta = 32;
+  t.tokens_per_tile = 64;
+  t.stages = 2;
+  EXPECT_NO_THROW(validate(t, s, k_h100));
+  // Hand-checked sizes (templates/decode/mma.cuh, MmaDecodeLayout::kTotalBytes).
+  EXPECT_EQ(decode_shared_bytes(s, t), 2 * 64 * 1168 + 32 * 1168 + 2 * 32 * 72 * 4 + 32 * 72 * 2 + 3 * 32 * 4);
+  t.heads_per_cta = 16;
+  t.tokens_per_tile = 32;
+  EXPECT_EQ(decode_shared_bytes(s, t), 2 * 32 * 1168 + 16 * 1168 + 4 * 16 * 40 * 4 + 16 * 40 * 2 + 3 * 16 * 4);
 }
 
 TEST(ChooseTile, FitsAmdLds) {

@@ -71,6 +71,25 @@ TEST(TunePlan, TileCandidatesAreValidAndCoverBothFamilies) {
   EXPECT_FALSE(has(amd, KernelFamily::mma));
 }
 
+TEST(TunePlan, MmaCandidatesSweepRowsPerCta) {
+  const auto rows_of = [](const Spec& spec) {
+    std::set<int> rows;
+    for (const TileConfig& t : tile_candidates(spec, k_h100, true)) {
+      EXPECT_NO_THROW(validate(t, spec, k_h100)) << tuning::tile_summary(t);
+      if (t.family == KernelFamily::mma) rows.insert(t.heads_per_cta);
+    }
+    return rows;
+  };
+  EXPECT_EQ(rows_of(suite_shape("S2").spec), (std::set<int>{16, 32, 64}));  // 128 heads
+  EXPECT_EQ(rows_of(suite_shape("S1").spec), (std::set<int>{16}));         // 16 rows: no padded CTAs
+  Spec twenty;
+  twenty.heads = 20;  // 20 rows: 16 (two CTAs) or 32; 64 would be padding only
+  EXPECT_EQ(rows_of(twenty), (std::set<int>{16, 32}));
+  const std::vector<TileConfig> s2 = tile_candidates(suite_shape("S2").spec, k_h100, true);
+  EXPECT_EQ(s2.front(), tuning::choose_tile(suite_shape("S2").spec, k_h100));
+  EXPECT_EQ(s2.front().heads_per_cta, 64);
+}
+
 TEST(TunePlan, SplitCandidatesSurroundTheModelsChoice) {
   const TuneShape s5 = suite_shape("S5");
   const TileConfig tile = tuning::choose_tile(s5.spec, k_h100);

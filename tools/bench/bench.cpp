@@ -44,6 +44,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--family", o.family, "force a kernel family: portable | mma (default: the model's choice)");
   cmd->add_option("--tokens-per-tile", o.tokens_per_tile, "override the tile's KV tokens per step");
   cmd->add_option("--stages", o.stages, "override the tile's pipeline stages");
+  cmd->add_option("--heads-per-cta", o.heads_per_cta, "override the tile's query rows per CTA (mma: 16, 32, 64)");
   cmd->add_option("--splits", o.splits, "force the KV split count");
   cmd->add_option("--tag", o.tag, "suffix for the results file name");
   cmd->add_option("--persistent", o.persistent_shapes,
@@ -78,7 +79,7 @@ int run_bench(const BenchOptions& o) {
     const Spec spec = shape.spec();
     const reference::DecodeProblem problem = make_problem(shape);
     std::optional<TileConfig> tile;
-    if (!o.family.empty() || o.tokens_per_tile > 0 || o.stages > 0 || o.splits > 0) {
+    if (!o.family.empty() || o.tokens_per_tile > 0 || o.stages > 0 || o.heads_per_cta > 0 || o.splits > 0) {
       if (!o.family.empty() && o.family != "mma" && o.family != "portable") {
         throw_invalid("--family", "must be portable or mma", o.family);
       }
@@ -87,6 +88,12 @@ int run_bench(const BenchOptions& o) {
                                                     o.family == "mma" ? KernelFamily::mma : KernelFamily::portable);
       if (o.tokens_per_tile > 0) tile->tokens_per_tile = o.tokens_per_tile;
       if (o.stages > 0) tile->stages = o.stages;
+      if (o.heads_per_cta > 0) tile->heads_per_cta = o.heads_per_cta;
+      // Without --stages, an overridden mma shape keeps the model's stages where they fit, else the most that do.
+      while (o.stages == 0 && tile->family == KernelFamily::mma && tile->stages > 2 &&
+             decode_shared_bytes(spec, *tile) > info.target.max_shared_bytes()) {
+        --tile->stages;
+      }
       tile->num_splits = o.splits;
       validate(*tile, spec, info.target);
     }

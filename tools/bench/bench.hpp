@@ -24,6 +24,7 @@ struct BenchOptions {
   std::string family;  // force a kernel family ("portable" | "mma"); empty = the model's choice
   int tokens_per_tile = 0;  // tile overrides (0 = the model's choice)
   int stages = 0;
+  int heads_per_cta = 0;
   int splits = 0;           // force the split count (0 = the model's choice)
   std::string tag;          // appended to the results file name
   // Shapes also timed on the persistent path (metadata kernel + persistent stage 1 + reduce, one

@@ -84,13 +84,22 @@ std::vector<TileConfig> tile_candidates(const Spec& spec, const Target& target, 
   };
   const bool mma = mma_family_supports(spec, target);
   if (mma) {
+    // The model's tile first, then every rows-per-CTA (16 / 32 / 64 = 1, 2, 4 mma M tiles) up to
+    // the first that covers heads * s_q, x tokens per tile x stages; validation drops what does
+    // not fit shared memory.
     const TileConfig base = tuning::choose_tile(spec, target, KernelFamily::mma);
-    for (int tokens : {32, 64}) {
-      for (int stages : {2, 3, 4}) {
-        TileConfig t = base;
-        t.tokens_per_tile = tokens;
-        t.stages = stages;
-        add(t);
+    add(base);
+    const int rows = spec.heads * spec.s_q;
+    for (int heads_per_cta : {16, 32, 64}) {
+      if (heads_per_cta > 16 && heads_per_cta / 2 >= rows) break;  // only padding rows beyond this
+      for (int tokens : {32, 64}) {
+        for (int stages : {2, 3, 4}) {
+          TileConfig t = base;
+          t.heads_per_cta = heads_per_cta;
+          t.tokens_per_tile = tokens;
+          t.stages = stages;
+          add(t);
+        }
       }
     }
   }
