@@ -28,11 +28,18 @@ namespace {
 // the other's math. 32 / 64 rows run one CTA per SM (Q alone is 37 / 73 KiB and the
 // accumulators take 64 / 128 registers), so they keep more tiles in flight instead: 4 / 3
 // stages (~195 / ~198 KiB on sm_90), fewer where the target has less shared memory.
+// 64 rows take all 255 registers; anything more per thread (fused RoPE, the soft-cap, fp32
+// output, the persistent walker) makes ptxas spill, so those specs stop at 32 rows.
+bool mma_64_rows_fit_registers(const Spec& spec) {
+  return spec.op == Op::decode && spec.rope == RopeStyle::none && spec.logit_cap == 0.0f &&
+         spec.out_dtype != DType::fp32;
+}
+
 TileConfig mma_model_tile(const Spec& spec, const Target& target) {
   TileConfig tile;
   tile.family = KernelFamily::mma;
   const int rows = spec.heads * spec.s_q;
-  tile.heads_per_cta = rows <= 16 ? 16 : rows <= 32 ? 32 : 64;
+  tile.heads_per_cta = rows <= 16 ? 16 : rows <= 32 || !mma_64_rows_fit_registers(spec) ? 32 : 64;
   tile.warps = 8;
   tile.tokens_per_tile = 32;
   tile.stages = tile.heads_per_cta == 16 ? 2 : tile.heads_per_cta == 32 ? 4 : 3;
