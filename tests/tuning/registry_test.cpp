@@ -87,12 +87,18 @@ TEST_F(RegistryTest, AUserDatabaseOverridesAndIsLoadedOnce) {
   EXPECT_EQ(sel.origin, Origin::exact_bucket);
   EXPECT_EQ(sel.tile, mma(32, 3, 3));
 
-  // A reload reads the files again; references handed out before stay valid.
+  // A reload reads the files again (only the shipped database is left); references handed out
+  // before stay valid.
+  const std::size_t with_user = first.db->entries.size();
   fs::remove(dir_ / "sm_90a.json");
   reload_databases();
-  EXPECT_EQ(database_for("sm_90a"), nullptr);
+  const Database* shipped_only = database_for("sm_90a");
+  if (shipped_only != nullptr) {
+    const Selection after = select(s, parse_target("sm_90a"), DecodeShape{128, 4096, 132}, shipped_only);
+    EXPECT_FALSE(after.tile == mma(32, 3, 3) && after.origin == Origin::exact_bucket) << "the user's entry is gone";
+  }
   EXPECT_TRUE(first.db.has_value());
-  EXPECT_EQ(first.db->entries.size(), 1u);
+  EXPECT_EQ(first.db->entries.size(), with_user);
 }
 
 TEST_F(RegistryTest, UserEntriesAndModelWinOverShippedOnes) {
@@ -119,26 +125,27 @@ TEST_F(RegistryTest, UnusableUserFilesAreIgnoredWithAReason) {
   Database unmeasured = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
   unmeasured.meta.measured = false;
   write(dir_ / "sm_90a.json", dump_database(unmeasured));
-  LoadedDatabase loaded = load_database("sm_90a");
+  const std::span<const EmbeddedDatabase> none;  // the user file alone decides
+  LoadedDatabase loaded = load_database("sm_90a", none);
   EXPECT_FALSE(loaded.db.has_value());
   EXPECT_NE(loaded.description.find("not measured on a GPU (1 entries); ignored"), std::string::npos) << loaded.description;
 
   Database other_arch = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
   other_arch.meta.arch = "sm_80";
   write(dir_ / "sm_90a.json", dump_database(other_arch));
-  loaded = load_database("sm_90a");
+  loaded = load_database("sm_90a", none);
   EXPECT_FALSE(loaded.db.has_value());
   EXPECT_NE(loaded.description.find("made for sm_80, not sm_90a"), std::string::npos) << loaded.description;
 
   write(dir_ / "sm_90a.json", "{ not json");
-  loaded = load_database("sm_90a");
+  loaded = load_database("sm_90a", none);
   EXPECT_FALSE(loaded.db.has_value());
   EXPECT_NE(loaded.description.find("unreadable, ignored"), std::string::npos) << loaded.description;
 
   Database stale = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250),
                                       entry(16, 1, 4, 32768, mma(64, 4, 33), 100)});  // no longer fits
   write(dir_ / "sm_90a.json", dump_database(stale));
-  loaded = load_database("sm_90a");
+  loaded = load_database("sm_90a", none);
   ASSERT_TRUE(loaded.db.has_value());
   EXPECT_EQ(loaded.db->entries.size(), 1u);
   EXPECT_NE(loaded.description.find("1 entries dropped"), std::string::npos) << loaded.description;

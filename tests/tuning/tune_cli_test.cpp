@@ -57,15 +57,20 @@ class TuneCliTest : public ::testing::Test {
 const char* k_s1 = "tune --explain --arch sm_90a --heads 16 --page-size 64 --batch 128 --context 4096";
 
 TEST_F(TuneCliTest, ExplainWithoutADatabaseShowsTheModel) {
-  const CliRun r = run(k_s1);
+  // The shipped sm_90a database is measured; an unmeasured one named with --db leaves the model.
+  Database unmeasured = measured_database({entry(16, 1, 128, 4096, mma(32, 3, 3), 240, 250)});
+  unmeasured.meta.measured = false;
+  std::ofstream(dir_ / "unmeasured.json") << dump_database(unmeasured);
+  const std::string without = std::string(k_s1) + " --db " + (dir_ / "unmeasured.json").string();
+  const CliRun r = run(without);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("bucket:   b7.r16.c12.q-bf16.kv-bf16.ps64.d512-64"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("embedded sm_90a.json: not measured on a GPU"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("unmeasured.json: not measured on a GPU (1 entries); ignored"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("choice:   mma hc16 bn32 w8 st2 x2 (2 CTAs/SM)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("the model: no measured database for this arch"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("splits    CTAs  waves"), std::string::npos) << r.out;
 
-  const CliRun j = run(std::string(k_s1) + " --json --tokens-per-tile 64");
+  const CliRun j = run(without + " --json --tokens-per-tile 64");
   ASSERT_EQ(j.status, 0) << j.err;
   const nlohmann::json doc = nlohmann::json::parse(j.out);
   EXPECT_EQ(doc["origin"], "model");
@@ -84,7 +89,8 @@ TEST_F(TuneCliTest, ExplainUsesTheUsersDatabaseOrTheOneNamed) {
   EXPECT_NE(r.out.find("best mma hc16 bn32 w8 st3 x3 240.0 us, model mma hc16 bn32 w8 st2 x2 250.0 us"),
             std::string::npos) << r.out;
 
-  r = run("tune --explain --arch sm_90a --heads 16 --page-size 64 --batch 64 --context 4096 --json");
+  // Nearest: no bucket of the user's or the shipped database has batch 128 and context 2048.
+  r = run("tune --explain --arch sm_90a --heads 16 --page-size 64 --batch 128 --context 2048 --json");
   ASSERT_EQ(r.status, 0) << r.err;
   nlohmann::json doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["origin"], "nearest_bucket");
