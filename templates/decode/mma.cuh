@@ -287,7 +287,10 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
         }
       }
       mlj_barrier();  // the widened tile is visible to every warp
-      k_tile = wide_s;
+      // wide_s, re-derived from the loop counter each tile (the term is 0: tile < num_tiles). With
+      // a loop-invariant tile pointer the compiler hoists every ldmatrix address of the S / PV
+      // loops out of the tile loop, one register each, and 64 rows (255 registers) spill.
+      k_tile = wide_s + ((num_tiles - 1 - tile) >> 31);
     } else {
       k_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
     }
