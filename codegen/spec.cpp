@@ -90,10 +90,15 @@ void validate(const Spec& spec) {
 std::string_view family_name(KernelFamily f) { return f == KernelFamily::mma ? "mma" : "portable"; }
 
 bool mma_family_supports(const Spec& spec, const Target& target) {
-  return target.backend == Backend::cuda && target.sm_version() >= 80 && spec.q_dtype == spec.kv_dtype &&
-         (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16) && spec.qk_dim() % 64 == 0 &&
-         spec.v_dim() % 128 == 0;
+  // 16-bit caches need q of the same dtype. An fp8 (e4m3) cache is widened per tile to the mma
+  // dtype (mma_dtype), so q may be bf16, fp16 or fp8; fused RoPE with it stays portable.
+  const bool sixteen_bit = spec.q_dtype == spec.kv_dtype && (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16);
+  const bool fp8_cache = spec.kv_dtype == DType::fp8_e4m3 && spec.rope == RopeStyle::none;
+  return target.backend == Backend::cuda && target.sm_version() >= 80 && (sixteen_bit || fp8_cache) &&
+         spec.qk_dim() % 64 == 0 && spec.v_dim() % 128 == 0;
 }
+
+DType mma_dtype(const Spec& spec) { return spec.q_dtype == DType::fp16 ? DType::fp16 : DType::bf16; }
 
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target) {
   if (tile.family != KernelFamily::mma) return 1;
@@ -107,15 +112,19 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
 
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
   if (tile.family == KernelFamily::mma) {
-    // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh: the KV ring, Q, the
-    // S partials (kKSplit = 4 / M tiles slices of rows x (tile + 8) fp32: 64 rows' worth at
-    // every heads_per_cta), P in 16 bits (rows x (tile + 8)) and three fp32 per row.
+    // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh: the KV ring, the
+    // widened tile (fp8 cache only), Q, the S partials (kKSplit = 4 / M tiles slices of rows x
+    // (tile + 8) fp32: 64 rows' worth at every heads_per_cta), P in 16 bits (rows x (tile + 8))
+    // and three fp32 per row. 16-bit ring rows are padded by 16 B like Q; fp8 ring rows are not.
     const int rows = tile.heads_per_cta;
     const int row_bytes = (spec.qk_dim() + 8) * 2;
+    const bool fp8_cache = spec.kv_dtype == DType::fp8_e4m3;
+    const int ring_row_bytes = fp8_cache ? spec.qk_dim() : row_bytes;
+    const int wide_bytes = fp8_cache ? tile.tokens_per_tile * row_bytes : 0;
     const int stride = tile.tokens_per_tile + 8;
     const int k_split = 4 / std::max(1, rows / 16);
-    return tile.stages * tile.tokens_per_tile * row_bytes + rows * row_bytes + k_split * rows * stride * 4 +
-           rows * stride * 2 + 3 * rows * 4;
+    return tile.stages * tile.tokens_per_tile * ring_row_bytes + wide_bytes + rows * row_bytes +
+           k_split * rows * stride * 4 + rows * stride * 2 + 3 * rows * 4;
   }
   const int rows = tile.heads_per_cta;
   const int q_bytes = rows * spec.qk_dim() * 4;  // q staged as pre-scaled fp32
@@ -129,8 +138,9 @@ namespace {
 
 void validate_mma(const TileConfig& tile, const Spec& spec, const Target& target) {
   if (!mma_family_supports(spec, target)) {
-    throw_invalid("family", "mma needs an NVIDIA sm_80+ target, q_dtype == kv_dtype in {bf16, fp16}, "
-                  "(kv_lora_rank + rope_dim) % 64 == 0 and kv_lora_rank % 128 == 0", "mma");
+    throw_invalid("family", "mma needs an NVIDIA sm_80+ target, q_dtype == kv_dtype in {bf16, fp16} or an "
+                  "fp8_e4m3 kv_dtype without fused rope, (kv_lora_rank + rope_dim) % 64 == 0 and "
+                  "kv_lora_rank % 128 == 0", "mma");
   }
   if (tile.heads_per_cta != 16 && tile.heads_per_cta != 32 && tile.heads_per_cta != 64) {
     throw_invalid("heads_per_cta", "must be 16, 32 or 64 for the mma family (1, 2 or 4 mma M tiles)",

@@ -166,15 +166,19 @@ Tolerance tolerance_for(const Spec& spec, KernelFamily family, double max_abs_v)
   // The kernels accumulate in fp32 like the reference; what remains is the rounding of the
   // output itself (bf16: 2^-8 relative, fp16: 2^-11) plus fp32 summation order.
   // FP8 q / KV add nothing: kernel and reference read the same e4m3 bytes and widen them exactly
-  // (e4m3 -> fp32 is exact), apply the same per-tensor scales, and the portable family keeps
-  // P in fp32, so fp8's quantisation error is in both sides' inputs, not between them.
+  // (e4m3 -> fp32 is exact, and so is e4m3 -> bf16 / fp16, the mma family's operand types),
+  // apply the same per-tensor scales, and the portable family keeps P in fp32, so fp8's
+  // quantisation error is in both sides' inputs, not between them.
   // Fused RoPE adds nothing either: q_pe and k_pe are rotated with the same float expression
   // and rounded to the same dtypes on both sides (reference::rope_element).
   Tolerance t{1e-4, 1e-4};
   if (spec.out_dtype == DType::bf16) t = {2e-3, 1.6e-2};
   if (spec.out_dtype == DType::fp16) t = {5e-4, 2e-3};
+  // The mma family rounds P to its operand type (mma_dtype: fp16 when q is fp16, else bf16, fp8 q
+  // or an fp8 cache included): |sum (p~ - p) v| / l <= u max|v|. With an fp8 cache the output is
+  // kv_scale times that; max_abs_v is the stored (unscaled) V, so the term is loose by 1 / kv_scale.
   if (family == KernelFamily::mma) {
-    const double unit = spec.q_dtype == DType::bf16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -12);
+    const double unit = mma_dtype(spec) == DType::bf16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -12);
     t.atol += unit * max_abs_v;
   }
   return t;

@@ -73,8 +73,8 @@ struct Tolerance {
   double atol;
   double rtol;
 };
-// By output dtype, plus, for the mma family, the rounding of P to the operand type before P V:
-// |sum (p~ - p) v| / l <= u * max|v| (u = 2^-9 for bf16, 2^-12 for fp16).
+// By output dtype, plus, for the mma family, the rounding of P to the operand type (mma_dtype)
+// before P V: |sum (p~ - p) v| / l <= u * max|v| (u = 2^-9 for bf16, 2^-12 for fp16).
 Tolerance tolerance_for(const Spec& spec, KernelFamily family = KernelFamily::portable, double max_abs_v = 0);
 // Fused RoPE's k_pe_out against the reference's, within one step of the cache dtype.
 reference::Comparison compare_k_pe(const reference::DecodeResult& want, const DeviceRun& run, const Spec& spec);

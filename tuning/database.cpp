@@ -253,10 +253,14 @@ std::size_t drop_invalid_entries(Database& db, const Target& target) {
   std::erase_if(db.entries, [&](const Entry& e) {
     try {
       validate(e.best.tile, e.spec, target);
-      return false;
     } catch (const Error&) {
       return true;
     }
+    // fp8 caches were portable-only before the mma family read them: such a sweep never tried mma.
+    const bool swept_mma = std::any_of(e.measurements.begin(), e.measurements.end(),
+                                       [](const Measurement& m) { return m.tile.family == KernelFamily::mma; });
+    return e.spec.kv_dtype == DType::fp8_e4m3 && !e.measurements.empty() && !swept_mma &&
+           choose_tile(e.spec, target).family == KernelFamily::mma;
   });
   return before - db.entries.size();
 }

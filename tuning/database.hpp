@@ -115,8 +115,9 @@ struct Match {
 Match find_entry(const Database& db, const Bucket& bucket);
 
 // Drops entries whose best tile the target rejects (validate), e.g. after a kernel family's limits
-// changed; returns how many. Validity depends on dtypes, dims and the target only, which an
-// entry's bucket fixes, so what passes here is valid for every call that finds the entry.
+// changed, and fp8-cache entries swept before the mma family served fp8 caches (measurements, none
+// of family mma, where the model now picks mma); the model decides for those until a re-tune. Returns how many. Both depend on dtypes, dims, the rope style and the target only,
+// which an entry's bucket fixes, so what passes here holds for every call that finds the entry.
 std::size_t drop_invalid_entries(Database& db, const Target& target);
 
 // Recomputes each entry's bucket, sorts by bucket and keeps one entry per bucket (the last

@@ -49,7 +49,9 @@ std::optional<Database> usable(const std::string& text, const std::string& origi
   }
   const std::size_t dropped = drop_invalid_entries(db, target);
   note = fmt::format("{}: {}{}", origin, describe(db),
-                     dropped ? fmt::format(" ({} entries dropped: their tile is no longer valid)", dropped) : "");
+                     dropped ? fmt::format(" ({} entries dropped: their tile is no longer valid, or their sweep "
+                                                     "predates a kernel family that now serves them)", dropped)
+                             : "");
   return db;
 }
 

@@ -21,6 +21,11 @@
 //               from shared memory. Accumulators: kMTiles * 8 n-tiles * 4 fp32 per thread.
 // Rows past the request's query tokens are computed on zeros and never written.
 // Fused RoPE (Cfg::kRope): q is rotated while staged, each query token's own key in its tile.
+// fp8 (e4m3) KV cache: the ring carries the raw 1-byte rows (half the bytes of a 16-bit cache);
+// after a tile lands, the CTA widens it to the mma type (exact) into one 16-bit tile buffer with
+// the padded row layout the ldmatrix code reads, then runs the same math on it: one more barrier
+// per tile. An fp8 q is widened while staged. The mma type is bf16 unless q is fp16
+// (Cfg::kMmaBf16; codegen decides). No fused RoPE with an fp8 cache (codegen keeps it portable).
 #pragma once
 
 #include "decode/numeric.cuh"
@@ -48,22 +53,67 @@ struct MmaDecodeLayout {
   static constexpr int kNTilesPerWarp = kTokensPerWarp / 8;
   static constexpr int kVColsPerWarp = kVDim / kWarps;
   static constexpr int kVNTiles = kVColsPerWarp / 8;
-  static constexpr int kChunksPerRow = kQkDim * 2 / 16;  // 16-byte copies per KV row
+  // KV ring rows: the cache's elements; 16-bit rows are padded like Q, fp8 rows are not (they are
+  // only copied in and read back linearly by the widening pass).
+  static constexpr bool kFp8Kv = sizeof(typename Cfg::KvType::storage) == 1;
+  static constexpr bool kFp8Q = sizeof(typename Cfg::QType::storage) == 1;
+  static constexpr int kRingRowElems = kFp8Kv ? kQkDim : kRowElems;
+  static constexpr int kRingElemBytes = kFp8Kv ? 1 : 2;
+  static constexpr int kChunkElems = 16 / kRingElemBytes;  // cache elements per 16-byte copy
+  static constexpr int kChunksPerRow = kQkDim / kChunkElems;  // 16-byte copies per KV row
   static constexpr int kThreadsPerToken = kThreads / kTile;  // threads copying one KV row
-  static constexpr int kChunksPerThread = kChunksPerRow / kThreadsPerToken;
+  // ceil: an fp8 row of 576 B is 36 copies, 4.5 per thread at 8 threads per token (32-token tiles);
+  // thread `sub` of a token copies chunks sub, sub + 8, ... below 36 (5 copies for sub < 4, else 4).
+  static constexpr int kChunksPerThread = (kChunksPerRow + kThreadsPerToken - 1) / kThreadsPerToken;
+  static constexpr bool kChunksEven = kChunksPerRow % kThreadsPerToken == 0;
+  // Widening (fp8 KV): 8 consecutive threads own a token's row, 8-byte pieces (8 elements -> one
+  // 16-byte store) sub, sub + 8, ...; kThreads / 8 = 32 tokens per pass, kTile / 32 passes. Each
+  // thread's addresses are two bases plus constants, and every quarter warp reads / writes 64 /
+  // 128 contiguous bytes of one row (no bank conflicts).
+  static constexpr int kWidenTokensPerPass = kThreads / 8;
+  static constexpr int kWidenPasses = kTile / kWidenTokensPerPass;
+  static constexpr int kWidenPiecesPerRow = kQkDim / 64;  // per thread: 8-byte pieces of one row
   // Softmax: kThreadsPerRow consecutive lanes of one warp own a row, kSegTokens tokens each.
   static constexpr int kThreadsPerRow = kThreads / kRows;
   static constexpr int kSegTokens = kTile / kThreadsPerRow;
   static constexpr int kScoreStride = kTile + 8;  // floats; float2 accesses of a fragment hit distinct banks
   static constexpr int kPStride = kTile + 8;      // 16-bit P elements; 80 / 144 B rows: ldmatrix conflict-free
   // Shared memory, in bytes.
-  static constexpr int kStageBytes = kTile * kRowElems * 2;
+  static constexpr int kStageBytes = kTile * kRingRowElems * kRingElemBytes;
+  static constexpr int kWideBytes = kFp8Kv ? kTile * kRowElems * 2 : 0;  // the widened tile (fp8 KV only)
   static constexpr int kQBytes = kRows * kRowElems * 2;
   static constexpr int kPartialBytes = kKSplit * kRows * kScoreStride * 4;  // 64 rows' worth for every kMTiles
   static constexpr int kPBytes = kRows * kPStride * 2;
   static constexpr int kRowStateBytes = 3 * kRows * 4;  // per row: rescale factor, final max, final sum
-  static constexpr int kTotalBytes = kStages * kStageBytes + kQBytes + kPartialBytes + kPBytes + kRowStateBytes;
+  static constexpr int kTotalBytes =
+      kStages * kStageBytes + kWideBytes + kQBytes + kPartialBytes + kPBytes + kRowStateBytes;
 };
+
+// Eight e4m3 values (w0 = elements 0..3, w1 = 4..7, byte i = element i) -> eight 16-bit values of
+// the mma type (bf16 or fp16), element 0 lowest. Exact: every e4m3 value, subnormals included, is
+// a bf16 / fp16 normal or zero, and NaN stays NaN. sm_89+: one cvt.rn.f16x2.e4m3x2 per pair, plus
+// f16 -> f32 -> bf16x2 for bf16; older targets decode each element in software.
+template <bool kBf16>
+MLJ_DEVICE Vec16 widen_e4m3x8(unsigned int w0, unsigned int w1) {
+  Vec16 v;
+#if defined(MLJ_HAS_CVT_E4M3)
+  mlj_e4m3x4_to_f16x4(w0, v.w[0], v.w[1]);
+  mlj_e4m3x4_to_f16x4(w1, v.w[2], v.w[3]);
+  if constexpr (kBf16) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) v.w[i] = mlj_f16x2_to_bf16x2(v.w[i]);
+  }
+#else
+  const unsigned int w[2] = {w0, w1};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const unsigned int word = w[i / 2] >> ((i % 2) * 16);
+    v.w[i] = mlj_pack2<kBf16>(fp8_e4m3::to_float((unsigned char)(word & 0xffu)),
+                              fp8_e4m3::to_float((unsigned char)((word >> 8) & 0xffu)));
+  }
+#endif
+  return v;
+}
 
 // The body of the mma kernel, over one DecodeWork (decode/work.cuh). Block-wide; uses the whole
 // dynamic shared memory and drains its cp.async ring before returning.
@@ -75,7 +125,9 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
   constexpr bool kBf16 = Cfg::kMmaBf16;
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr float kLn2 = 0.6931471805599453f;
-  using Storage = unsigned short;
+  using Storage = unsigned short;  // bf16 / fp16 bits: Q, the widened KV tile, P
+  using KvStorage = typename Cfg::KvType::storage;  // the ring's elements (16-bit or fp8)
+  using QStorage = typename Cfg::QType::storage;
   using OutType = typename Cfg::OutType;
   static_assert(Cfg::kHeadsPerCta == 16 || Cfg::kHeadsPerCta == 32 || Cfg::kHeadsPerCta == 64,
                 "mma decode: heads_per_cta must be 16, 32 or 64");
@@ -84,7 +136,12 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
   static_assert((L::kQkDim / 16) % L::kKSplit == 0, "the qk dimension must split evenly over kKSplit warps");
   static_assert(L::kTile % 32 == 0, "tokens per tile must be a multiple of 32");
   static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
-  static_assert(L::kChunksPerRow % L::kThreadsPerToken == 0, "a KV row must split evenly over its threads");
+  static_assert(L::kFp8Kv || L::kChunksEven, "a 16-bit KV row must split evenly over its threads");
+  static_assert(L::kChunksPerRow * L::kChunkElems == L::kQkDim, "KV rows are whole 16-byte chunks");
+  static_assert(!L::kFp8Kv || (L::kTile % L::kWidenTokensPerPass == 0 && L::kQkDim % 64 == 0),
+                "the widening pass splits evenly");
+  static_assert(!L::kFp8Kv || Cfg::kRope == RopeStyle::none, "fused RoPE with an fp8 cache runs on the portable family");
+  static_assert(!L::kFp8Q || L::kFp8Kv, "an fp8 q needs an fp8 cache on the mma family");
   static_assert(L::kThreadsPerRow <= 32 && 32 % L::kThreadsPerRow == 0, "a row's softmax lanes lie in one warp");
   static_assert(L::kSegTokens % 2 == 0, "softmax lanes write P in pairs");
 
@@ -108,33 +165,36 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
   const int num_tiles = ceil_div(cta_kv_end - kv_lo, L::kTile);
 
   unsigned char* shared = mlj_dynamic_shared();
-  Storage* kv_s = reinterpret_cast<Storage*>(shared);                              // [kStages][kTile][kRowElems]
-  Storage* q_s = reinterpret_cast<Storage*>(shared + L::kStages * L::kStageBytes);  // [kRows][kRowElems]
-  float* partial_s = reinterpret_cast<float*>(shared + L::kStages * L::kStageBytes + L::kQBytes);  // [kKSplit][kRows][kScoreStride]
+  KvStorage* kv_s = reinterpret_cast<KvStorage*>(shared);  // [kStages][kTile][kRingRowElems]
+  Storage* wide_s = reinterpret_cast<Storage*>(shared + L::kStages * L::kStageBytes);  // [kTile][kRowElems] (fp8 KV)
+  Storage* q_s = reinterpret_cast<Storage*>(shared + L::kStages * L::kStageBytes + L::kWideBytes);  // [kRows][kRowElems]
+  float* partial_s = reinterpret_cast<float*>(shared + L::kStages * L::kStageBytes + L::kWideBytes + L::kQBytes);  // [kKSplit][kRows][kScoreStride]
   Storage* p_s = reinterpret_cast<Storage*>(partial_s + L::kKSplit * L::kRows * L::kScoreStride);  // [kRows][kPStride]
   float* alpha_s = reinterpret_cast<float*>(p_s + L::kRows * L::kPStride);  // [kRows] this tile's rescale factors
   float* m_final_s = alpha_s + L::kRows;                                      // [kRows] log2-domain running max
   float* l_final_s = m_final_s + L::kRows;                                    // [kRows] running sum
 
-  const Storage* kv_base = static_cast<const Storage*>(p.kv);
+  const KvStorage* kv_base = static_cast<const KvStorage*>(p.kv);
   // Each thread copies kChunksPerThread 16-byte pieces of one token's row per tile. The row's
   // address (a page-table lookup) is resolved one tile ahead, so the index load's latency hides
   // behind the current tile's math instead of stalling the copy loop.
   const int my_token = tid / L::kThreadsPerToken;
   const int my_sub = tid % L::kThreadsPerToken;
-  auto row_source = [&](int tile) -> const Storage* {
+  auto row_source = [&](int tile) -> const KvStorage* {
     const int pos = kv_lo + tile * L::kTile + my_token;
     if (tile >= num_tiles || pos >= cta_kv_end) return nullptr;
     const int page = p.kv_indices[page_begin + pos / kPageSize];
     return kv_base + (long long)page * p.kv_page_stride + (long long)(pos % kPageSize) * L::kQkDim;
   };
-  auto load_tile = [&](const Storage* src, int slot) {
-    Storage* dst = kv_s + slot * L::kTile * L::kRowElems + my_token * L::kRowElems;
+  auto load_tile = [&](const KvStorage* src, int slot) {
+    KvStorage* dst = kv_s + slot * L::kTile * L::kRingRowElems + my_token * L::kRingRowElems;
 #pragma unroll
     for (int k = 0; k < L::kChunksPerThread; ++k) {
       const int c = my_sub + k * L::kThreadsPerToken;
+      if (!L::kChunksEven && c >= L::kChunksPerRow) break;  // fp8 rows: the last round is partial
       // A null source (past the range) zero-fills: 0 * p stays finite.
-      mlj_cp_async16(dst + c * 8, src != nullptr ? src + c * 8 : kv_base, src != nullptr ? 16 : 0);
+      mlj_cp_async16(dst + c * L::kChunkElems, src != nullptr ? src + c * L::kChunkElems : kv_base,
+                     src != nullptr ? 16 : 0);
     }
   };
 
@@ -144,8 +204,8 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
     if (s < num_tiles) load_tile(row_source(s), s);
     mlj_cp_async_commit();
   }
-  const Storage* prefetched_source = row_source(L::kStages - 1);
-  const Storage* q_base = static_cast<const Storage*>(p.q);
+  const KvStorage* prefetched_source = row_source(L::kStages - 1);
+  const QStorage* q_base = static_cast<const QStorage*>(p.q);
   for (int i = tid; i < L::kRows * (L::kQkDim / 8); i += L::kThreads) {
     const int r = i / (L::kQkDim / 8);
     const int c = i - r * (L::kQkDim / 8);
@@ -154,8 +214,12 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
     if (row < rows_in_request) {
       const int t = row / kHeads;
       const int h = row - t * kHeads;
-      const Storage* q_row = q_base + (long long)(q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
-      if constexpr (Cfg::kRope != RopeStyle::none) {
+      const QStorage* q_row = q_base + (long long)(q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
+      if constexpr (L::kFp8Q) {
+        // 8 fp8 elements (8 B) -> 8 mma-type elements, exactly; q_scale is applied to the logits.
+        const unsigned int* q_words = reinterpret_cast<const unsigned int*>(q_row) + c * 2;
+        v = widen_e4m3x8<kBf16>(q_words[0], q_words[1]);
+      } else if constexpr (Cfg::kRope != RopeStyle::none) {
         v = q_chunk16<Cfg, typename Cfg::QType>(q_row, c, q_begin + t, p);
       } else {
         v = reinterpret_cast<const Vec16*>(q_row)[c];
@@ -206,10 +270,33 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
       mlj_cp_async_commit();
       prefetched_source = row_source(next + 1);
     }
-    const Storage* k_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
+    const Storage* k_tile;
+    if constexpr (L::kFp8Kv) {
+      // Widen the landed fp8 tile into wide_s (its readers of the previous tile passed the barrier
+      // above): thread (token tid / 8, sub tid % 8) widens elements [8 (sub + 8 k), +8) of its
+      // tokens (see kWidenTokensPerPass).
+      const KvStorage* raw = kv_s + (tile % L::kStages) * L::kTile * L::kRingRowElems + (tid / 8) * L::kQkDim + (tid % 8) * 8;
+      Storage* wide = wide_s + (tid / 8) * L::kRowElems + (tid % 8) * 8;
+#pragma unroll
+      for (int pass = 0; pass < L::kWidenPasses; ++pass) {
+#pragma unroll
+        for (int k = 0; k < L::kWidenPiecesPerRow; ++k) {
+          const int token_offset = pass * L::kWidenTokensPerPass;
+          const unsigned int* src = reinterpret_cast<const unsigned int*>(raw + token_offset * L::kQkDim + k * 64);
+          *reinterpret_cast<Vec16*>(wide + token_offset * L::kRowElems + k * 64) = widen_e4m3x8<kBf16>(src[0], src[1]);
+        }
+      }
+      mlj_barrier();  // the widened tile is visible to every warp
+      // wide_s, re-derived from the loop counter each tile (the term is 0: tile < num_tiles). With
+      // a loop-invariant tile pointer the compiler hoists every ldmatrix address of the S / PV
+      // loops out of the tile loop, one register each, and 64 rows (255 registers) spill.
+      k_tile = wide_s + ((num_tiles - 1 - tile) >> 31);
+    } else {
+      k_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
+    }
     const int tile_start = kv_lo + tile * L::kTile;
     if constexpr (Cfg::kRope != RopeStyle::none) {
-      Storage* own_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
+      KvStorage* own_tile = kv_s + (tile % L::kStages) * L::kTile * L::kRowElems;
       if (rope_own_keys<Cfg, typename Cfg::KvType>(own_tile, L::kRowElems, tile_start,
                                                    min_int(tile_start + L::kTile, cta_kv_end), kv_len, q_begin, q_count,
                                                    row0, L::kRows, tid, L::kThreads, p)) {

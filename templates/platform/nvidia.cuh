@@ -80,3 +80,32 @@ MLJ_DEVICE unsigned int mlj_pack2(float lo, float hi) {
   }
   return r;
 }
+
+// ---- fp8 (e4m3) widening for the mma family's fp8 KV cache / fp8 q ------------------------
+// Four e4m3 values (byte i = element i) -> f16x2 pairs lo (elements 0, 1) and hi (2, 3), low half
+// = lower element. Exact: every e4m3 value, subnormals included, is an fp16 normal (or zero);
+// NaN stays NaN. One cvt.rn.f16x2.e4m3x2 per pair (sm_89+; MLJ_HAS_CVT_E4M3 says it exists).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+#define MLJ_HAS_CVT_E4M3 1
+MLJ_DEVICE void mlj_e4m3x4_to_f16x4(unsigned int x, unsigned int& lo, unsigned int& hi) {
+  asm("{ .reg .b16 l, h;\n"
+      "  mov.b32 {l, h}, %2;\n"
+      "  cvt.rn.f16x2.e4m3x2 %0, l;\n"
+      "  cvt.rn.f16x2.e4m3x2 %1, h;\n"
+      "}\n"
+      : "=r"(lo), "=r"(hi) : "r"(x));
+}
+#endif
+// f16x2 -> bf16x2 through fp32 (exact for values bf16 holds, e.g. every widened e4m3 value).
+MLJ_DEVICE unsigned int mlj_f16x2_to_bf16x2(unsigned int h) {
+  unsigned int r;
+  asm("{ .reg .b16 l, u;\n"
+      "  .reg .f32 fl, fu;\n"
+      "  mov.b32 {l, u}, %1;\n"
+      "  cvt.f32.f16 fl, l;\n"
+      "  cvt.f32.f16 fu, u;\n"
+      "  cvt.rn.bf16x2.f32 %0, fu, fl;\n"
+      "}\n"
+      : "=r"(r) : "r"(h));
+  return r;
+}

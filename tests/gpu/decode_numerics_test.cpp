@@ -8,7 +8,9 @@
 // kernel reads and widens them exactly (every e4m3 value is an fp32), both apply the same scales,
 // and the portable family keeps P in fp32: FP8's quantisation error is in the inputs of both,
 // not between them. What differs is fp32 summation order and the output's own rounding, as for
-// bf16. Every case also checks AITER's cal_diff cosine distance < 1e-5 (its bf16 bound).
+// bf16; on the mma family (which widens e4m3 to bf16 / fp16 exactly) also P's rounding to the
+// operand type, as for a 16-bit cache. Every case also checks AITER's cal_diff cosine distance
+// < 1e-5 (its bf16 bound).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -212,6 +214,61 @@ std::vector<Case> mma_row_cases() {
   return cases;
 }
 
+// fp8 (e4m3) caches on the mma family, forced (only mma runs): q bf16 / fp8 / fp16 in turn (the
+// fp16 cases also write fp16 output), heads 1 / 16 / 20 / 128, s_q 1 / 3 (ragged query lengths
+// on some), pages 1 / 16 / 64, ragged requests with an empty one, split-K off, auto and forced,
+// every rows x tokens x stages tile that fits (16 rows with 32- and 64-token tiles, 32 and 64
+// rows). make_problem gives fp8 tensors non-unit scales: kv_scale 0.25, q_scale 0.5 for fp8 q.
+std::vector<Case> fp8_mma_cases() {
+  struct Tile {
+    int rows, tokens, stages;
+  };
+  const Tile tiles[] = {{16, 32, 2}, {32, 32, 4}, {64, 32, 3}, {16, 64, 2}, {32, 64, 2}, {64, 32, 4}};
+  const int pages[] = {1, 16, 64};
+  const int split_choices[] = {1, 0, 4};
+  std::vector<Case> cases;
+  int i = 0;
+  for (int heads : {1, 16, 20, 128}) {
+    for (int s_q : {1, 3}) {
+      for (int variant = 0; variant < 2; ++variant, ++i) {
+        Case c;
+        c.heads = heads;
+        c.s_q = s_q;
+        c.page_size = pages[i % 3];
+        const int form = i % 3;  // q: bf16, fp8, fp16
+        c.dtype = form == 2 ? DType::fp16 : DType::bf16;
+        c.kv_dtype_override = DType::fp8_e4m3;
+        if (form == 1) c.q_dtype_override = DType::fp8_e4m3;
+        c.splits = split_choices[i % 3];
+        c.lse = i % 2 == 0;
+        c.kv_lens = heads * s_q >= 128 ? std::vector<int>{0, 1, c.page_size + 3, 203}
+                                       : std::vector<int>{0, 1, c.page_size + 3, 517, 1029};
+        if (s_q > 1 && variant == 1) {
+          c.q_lens.assign(c.kv_lens.size(), s_q);
+          c.q_lens[2] = s_q - 1;
+        }
+        c.causal = i % 5 != 4;
+        const Tile& t = tiles[i % 6];
+        c.mma_rows = t.rows;
+        c.mma_tokens = t.tokens;
+        c.mma_stages = t.stages;
+        cases.push_back(c);
+      }
+    }
+  }
+  // One long request: many tiles through the ring (and ring slots reused), auto split-K, the
+  // model's S7 tile (16 rows, 2 CTAs / SM) and 64 rows.
+  for (int rows : {16, 64}) {
+    Case c{rows == 16 ? 16 : 128, 64, 1, DType::bf16, 0, true, {9000, 4097}, {}};
+    c.kv_dtype_override = DType::fp8_e4m3;
+    c.mma_rows = rows;
+    c.mma_tokens = 32;
+    c.mma_stages = rows == 64 ? 3 : 2;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
 Spec spec_of(const Case& c) {
   Spec spec;
   spec.heads = c.heads;
@@ -293,8 +350,54 @@ INSTANTIATE_TEST_SUITE_P(Features, DecodeNumerics, ::testing::ValuesIn(feature_c
                          [](const auto& info) { return case_name(info.param); });
 INSTANTIATE_TEST_SUITE_P(MmaRows, DecodeNumerics, ::testing::ValuesIn(mma_row_cases()),
                          [](const auto& info) { return case_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(Fp8Mma, DecodeNumerics, ::testing::ValuesIn(fp8_mma_cases()),
+                         [](const auto& info) { return case_name(info.param); });
 
 TEST(DecodeNumericsCount, CoversAtLeastThirtyCombinations) { EXPECT_GE(all_cases().size(), 30u); }
+
+// The fp8 mma cases cover what the issue asks (host side: names, tiles valid on sm_90a, the mma
+// family serves each spec, non-unit scales in the problems), without a GPU.
+TEST(DecodeNumericsCount, Fp8MmaCasesCoverTheIssue) {
+  std::set<std::string> names;
+  for (const auto& list : {all_cases(), feature_cases(), mma_row_cases()}) {
+    for (const Case& c : list) names.insert(case_name(c));
+  }
+  std::set<int> heads, s_q, pages, rows, splits;
+  std::set<DType> q_dtypes;
+  bool empty_request = false, ragged_q = false;
+  const Target sm90 = parse_target("sm_90a");
+  for (const Case& c : fp8_mma_cases()) {
+    SCOPED_TRACE(case_name(c));
+    EXPECT_TRUE(names.insert(case_name(c)).second) << "duplicate case name";
+    const Spec spec = spec_of(c);
+    EXPECT_EQ(spec.kv_dtype, DType::fp8_e4m3);
+    EXPECT_TRUE(mma_family_supports(spec, sm90));
+    EXPECT_GT(c.mma_rows, 0);  // forced: only the mma family runs
+    TileConfig tile = tuning::choose_tile(spec, sm90, KernelFamily::mma);
+    tile.heads_per_cta = c.mma_rows;
+    tile.tokens_per_tile = c.mma_tokens;
+    tile.stages = c.mma_stages;
+    EXPECT_NO_THROW(validate(tile, spec, sm90));
+    const reference::DecodeProblem problem = problem_of(c);
+    EXPECT_EQ(problem.kv_scale, 0.25f);
+    EXPECT_EQ(problem.q_scale, spec.q_dtype == DType::fp8_e4m3 ? 0.5f : 1.0f);
+    heads.insert(c.heads);
+    s_q.insert(c.s_q);
+    pages.insert(c.page_size);
+    rows.insert(c.mma_rows);
+    splits.insert(c.splits);
+    q_dtypes.insert(spec.q_dtype);
+    empty_request |= std::count(c.kv_lens.begin(), c.kv_lens.end(), 0) > 0;
+    ragged_q |= !c.q_lens.empty();
+  }
+  EXPECT_TRUE(heads.count(1) && heads.count(16) && heads.count(20) && heads.count(128));
+  EXPECT_TRUE(s_q.count(1) && s_q.count(3));
+  EXPECT_EQ(pages, (std::set<int>{1, 16, 64}));
+  EXPECT_EQ(rows, (std::set<int>{16, 32, 64}));
+  EXPECT_TRUE(splits.count(0) && splits.count(1) && splits.size() >= 3);
+  EXPECT_EQ(q_dtypes, (std::set<DType>{DType::bf16, DType::fp16, DType::fp8_e4m3}));
+  EXPECT_TRUE(empty_request && ragged_q);
+}
 
 // The host side of every case (problem, reference, names) is sound without a GPU, so a GPU
 // session spends its time on kernels, not on fixing the test.

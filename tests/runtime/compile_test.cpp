@@ -167,6 +167,68 @@ TEST(Compile, MultiRowMmaTilesCompileWithoutSpills) {
   }
 }
 
+// fp8 (e4m3) caches on the mma family: every q dtype (bf16, fp16, fp8) at 16 / 32 / 64 rows (1, 2,
+// 4 M tiles), 32- and 64-token tiles where they fit, compile for sm_90a without spills; so do the
+// model's tiles with LSE, s_q 3, page 1 and fp32 output. Every e4m3 value is exact in the mma type.
+TEST(Compile, Fp8CacheMmaTilesCompileWithoutSpills) {
+  const Target target = parse_target("sm_90a");
+  skip_without_compiler(target.backend);
+  struct Shape {
+    int rows, tokens, stages;
+  };
+  int i = 0;
+  for (DType q : {DType::bf16, DType::fp8_e4m3, DType::fp16}) {
+    for (const Shape& shape : {Shape{16, 32, 2}, Shape{16, 64, 2}, Shape{32, 32, 4}, Shape{32, 64, 2},
+                               Shape{64, 32, 3}, Shape{64, 32, 4}}) {
+      Spec spec;
+      spec.q_dtype = q;
+      spec.kv_dtype = DType::fp8_e4m3;
+      spec.heads = shape.rows == 16 ? 16 : 128;
+      spec.page_size = 64;
+      if (i++ % 3 == 1) {
+        spec.s_q = 3;
+        spec.return_lse = true;
+        spec.page_size = 1;
+      }
+      ASSERT_TRUE(mma_family_supports(spec, target));
+      TileConfig tile = tuning::choose_tile(spec, target, KernelFamily::mma);
+      tile.heads_per_cta = shape.rows;
+      tile.tokens_per_tile = shape.tokens;
+      tile.stages = shape.stages;
+      runtime::JitResult r;
+      ASSERT_NO_THROW(r = runtime::jit_compile(spec, tile, target, nullptr)) << kernel_base_name(spec, tile);
+      ASSERT_TRUE(r.code.resources.count("mla_decode_stage1")) << r.code.log;
+      const runtime::KernelResources& res = r.code.resources.at("mla_decode_stage1");
+      std::printf("[ fp8 mma  ] %-90s %3d registers, %d B shared, %d CTA/SM\n", r.key.readable_name.c_str(),
+                  res.registers, decode_shared_bytes(spec, tile), decode_ctas_per_sm(spec, tile, target));
+      EXPECT_EQ(res.spill_stores, 0) << r.key.readable_name << " spills";
+      EXPECT_EQ(res.spill_loads, 0) << r.key.readable_name << " spills";
+      EXPECT_EQ(res.local_bytes, 0) << r.key.readable_name << " uses local memory";
+    }
+  }
+  // The model's tiles, including fp32 output (which caps rows at 32) and the persistent walker.
+  for (DType q : {DType::bf16, DType::fp8_e4m3, DType::fp16}) {
+    for (Op op : {Op::decode, Op::persistent_decode}) {
+      Spec spec;
+      spec.op = op;
+      spec.q_dtype = q;
+      spec.kv_dtype = DType::fp8_e4m3;
+      spec.out_dtype = DType::fp32;
+      spec.heads = 20;
+      spec.s_q = 3;
+      spec.return_lse = true;
+      const TileConfig tile = tuning::choose_tile(spec, target);
+      ASSERT_EQ(tile.family, KernelFamily::mma);
+      runtime::JitResult r;
+      ASSERT_NO_THROW(r = runtime::jit_compile(spec, tile, target, nullptr)) << kernel_base_name(spec, tile);
+      for (const std::string& entry : r.source.entries()) {
+        ASSERT_TRUE(r.code.resources.count(entry)) << entry;
+        EXPECT_EQ(r.code.resources.at(entry).spill_stores, 0) << r.key.readable_name << " " << entry << " spills";
+      }
+    }
+  }
+}
+
 TEST(Compile, FeatureMatrixCoversTheIssue) {
   std::set<int> s_q, pages;
   std::set<RopeStyle> ropes;
@@ -208,7 +270,7 @@ std::vector<Spec> persistent_specs() {
   specs.push_back(s);
   s = Spec{};
   s.op = Op::persistent_decode;
-  s.kv_dtype = DType::fp8_e4m3;  // portable only
+  s.kv_dtype = DType::fp8_e4m3;  // both families (mma widens the fp8 tile)
   s.s_q = 3;
   s.page_size = 64;
   specs.push_back(s);

@@ -36,8 +36,6 @@ TEST(ChooseTile, PicksTheMatrixCoreFamilyWhereItServes) {
   const TileConfig nv = choose_tile(s, k_h100);
   EXPECT_EQ(nv.family, KernelFamily::mma);
   EXPECT_EQ(decode_ctas_per_sm(s, nv, k_h100), 2);  // two CTAs share an SM
-  s.kv_dtype = DType::fp8_e4m3;  // no fp8 path in the mma family yet
-  EXPECT_EQ(choose_tile(s, k_h100).family, KernelFamily::portable);
   EXPECT_EQ(choose_tile(Spec{}, parse_target("gfx942")).family, KernelFamily::portable);
   EXPECT_THROW(choose_tile(Spec{}, parse_target("gfx942"), KernelFamily::mma), Error);
 }
@@ -76,6 +74,46 @@ TEST(ChooseTile, MmaRowsPerCtaCoverTheRequestsRows) {
   EXPECT_EQ(choose_tile(Spec{}, parse_target("sm_86")).family, KernelFamily::portable);
 }
 
+// An fp8 cache runs on the mma family (raw fp8 ring, widened per tile) with q in bf16, fp16 or
+// fp8 and the same rows / stages as a 16-bit cache; fused RoPE with an fp8 cache stays portable.
+TEST(ChooseTile, Fp8CachePicksTheMatrixCoreFamily) {
+  for (DType q : {DType::bf16, DType::fp16, DType::fp8_e4m3}) {
+    Spec s;  // S7: 16 heads, page 64
+    s.page_size = 64;
+    s.q_dtype = q;
+    s.kv_dtype = DType::fp8_e4m3;
+    SCOPED_TRACE(std::string(dtype_name(q)));
+    ASSERT_TRUE(mma_family_supports(s, k_h100));
+    EXPECT_EQ(mma_dtype(s), q == DType::fp16 ? DType::fp16 : DType::bf16);
+    TileConfig t = choose_tile(s, k_h100);
+    EXPECT_EQ(t.family, KernelFamily::mma);
+    EXPECT_EQ(t.heads_per_cta, 16);
+    EXPECT_EQ(t.stages, 2);
+    EXPECT_EQ(decode_ctas_per_sm(s, t, k_h100), 2);  // 102 KiB: two CTAs share an SM, as with bf16
+    s.heads = 128;
+    t = choose_tile(s, k_h100);
+    EXPECT_EQ(t.heads_per_cta, 64);
+    EXPECT_EQ(t.stages, 3);
+    s.heads = 20;
+    t = choose_tile(s, k_h100);
+    EXPECT_EQ(t.heads_per_cta, 32);
+    EXPECT_EQ(t.stages, 4);
+    // sm_80 (163 KiB, no hardware e4m3 conversion: the kernel decodes in software) still fits mma.
+    EXPECT_EQ(choose_tile(s, parse_target("sm_80")).family, KernelFamily::mma);
+    s.rope = RopeStyle::neox;
+    EXPECT_FALSE(mma_family_supports(s, k_h100));
+    EXPECT_EQ(choose_tile(s, k_h100).family, KernelFamily::portable);
+    EXPECT_THROW(choose_tile(s, k_h100, KernelFamily::mma), Error);
+  }
+  // A 16-bit cache still needs q of its own dtype.
+  Spec mixed;
+  mixed.q_dtype = DType::fp8_e4m3;
+  EXPECT_FALSE(mma_family_supports(mixed, k_h100));
+  mixed.q_dtype = DType::fp16;
+  EXPECT_FALSE(mma_family_supports(mixed, k_h100));
+  EXPECT_EQ(mma_dtype(Spec{}), DType::bf16);
+}
+
 TEST(ChooseTile, MmaValidationRejectsBadRowsAndOversizedTiles) {
   Spec s;
   TileConfig t = choose_tile(s, k_h100);
@@ -111,6 +149,26 @@ TEST(ChooseTile, MmaValidationRejectsBadRowsAndOversizedTiles) {
   t.heads_per_cta = 16;
   t.tokens_per_tile = 32;
   EXPECT_EQ(decode_shared_bytes(s, t), 2 * 32 * 1168 + 16 * 1168 + 4 * 16 * 40 * 4 + 16 * 40 * 2 + 3 * 16 * 4);
+  // fp8 cache: unpadded 576 B ring rows plus one widened 16-bit tile (padded 1168 B rows).
+  Spec fp8 = s;
+  fp8.kv_dtype = DType::fp8_e4m3;
+  EXPECT_EQ(decode_shared_bytes(fp8, t),
+            2 * 32 * 576 + 32 * 1168 + 16 * 1168 + 4 * 16 * 40 * 4 + 16 * 40 * 2 + 3 * 16 * 4);
+  t.heads_per_cta = 64;
+  t.stages = 4;  // too much shared memory with a 16-bit cache (above), fits with fp8: 197 KiB
+  EXPECT_EQ(decode_shared_bytes(fp8, t),
+            4 * 32 * 576 + 32 * 1168 + 64 * 1168 + 1 * 64 * 40 * 4 + 64 * 40 * 2 + 3 * 64 * 4);
+  EXPECT_NO_THROW(validate(t, fp8, k_h100));
+  t.tokens_per_tile = 64;
+  t.stages = 2;  // 72 KiB ring + 73 KiB widened tile + 73 KiB Q + ...: over 227 KiB
+  EXPECT_THROW(validate(t, fp8, k_h100), Error);
+  // The per-SM fit follows the fp8 layout: 16 rows, 3 stages (120 KiB) no longer pair up.
+  t.heads_per_cta = 16;
+  t.tokens_per_tile = 32;
+  t.stages = 3;
+  EXPECT_EQ(decode_ctas_per_sm(fp8, t, k_h100), 1);
+  t.stages = 2;
+  EXPECT_EQ(decode_ctas_per_sm(fp8, t, k_h100), 2);
 }
 
 TEST(ChooseTile, FitsAmdLds) {

@@ -147,6 +147,30 @@ TEST(DropInvalidEntries, RemovesTilesTheTargetRejects) {
   EXPECT_EQ(db.entries[0].shape.batch, 128);
 }
 
+// fp8-cache entries measured before the mma family read fp8 (portable candidates only) are stale:
+// dropped, so the model (mma) decides until a re-tune. Those that tried mma, 16-bit caches swept
+// portable-only and fused-RoPE fp8 specs (still portable-only) stay.
+TEST(DropInvalidEntries, RemovesFp8EntriesSweptWithoutTheMmaFamily) {
+  const TileConfig portable = test_support::tile(KernelFamily::portable, 64, 1, 1);
+  Entry stale = entry(16, 1, 128, 4096, portable, 1000);
+  stale.spec.kv_dtype = DType::fp8_e4m3;
+  Entry swept = entry(16, 1, 4, 4096, portable, 900);
+  swept.spec.kv_dtype = DType::fp8_e4m3;
+  swept.measurements.push_back({mma(32, 2, 1), 950});
+  Entry roped = entry(16, 1, 16, 4096, portable, 800);
+  roped.spec.kv_dtype = DType::fp8_e4m3;
+  roped.spec.rope = RopeStyle::neox;
+  const Entry bf16 = entry(16, 1, 1024, 4096, portable, 700);
+  Database db = measured_database({stale, swept, roped, bf16});
+  EXPECT_EQ(drop_invalid_entries(db, parse_target("sm_90a")), 1u);
+  ASSERT_EQ(db.entries.size(), 3u);
+  for (const Entry& e : db.entries) EXPECT_NE(e.shape.batch, 128);
+  // On a target where mma does not serve them (sm_86: no mma tile fits) nothing is stale.
+  Database small = measured_database({stale});
+  small.meta.arch = "sm_86";
+  EXPECT_EQ(drop_invalid_entries(small, parse_target("sm_86")), 0u);
+}
+
 TEST(Merge, NewBucketsAreAdded) {
   Database db = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
   merge_into(db, measured_database({entry(16, 1, 4, 32768, mma(64, 2, 33), 100)}));
