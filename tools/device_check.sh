@@ -4,7 +4,8 @@
 # tests, and optionally a tuning sweep and ncu reports. Everything lands in $OUT (or ./device-out)
 # as summary.txt (the headlines), device.tar.gz (every log), the bench JSON and the tuning JSON.
 # Usage: tools/device_check.sh [bench args...]   e.g. tools/device_check.sh --shape S1 --shape S5
-# Environment: DC_TUNE_BUDGET=<seconds> runs `mlajit tune` into $OUT/tuning.json;
+# Environment: DC_TUNE_BUDGET=<seconds> runs `mlajit tune` into $OUT/tuning.json (DC_TUNE_ARGS:
+#              more tune flags, e.g. "--devices 0,1");
 #              DC_NCU="S1 S2" profiles the stage-1 kernel of those suite shapes with ncu;
 #              DC_SKIP="tests bench pytest" skips those steps.
 set -uo pipefail
@@ -57,6 +58,7 @@ for shape in ${DC_NCU:-}; do
 done
 
 if [[ -n "${DC_TUNE_BUDGET:-}" ]]; then
-  build-device/mlajit tune --budget "$DC_TUNE_BUDGET" --out "$logs/tuning.json" >"$logs/tune.txt" 2>"$logs/tune-progress.log"
+  # shellcheck disable=SC2086  # DC_TUNE_ARGS is a list of flags, e.g. "--devices 0,1"
+  build-device/mlajit tune --budget "$DC_TUNE_BUDGET" ${DC_TUNE_ARGS:-} --out "$logs/tuning.json" >"$logs/tune.txt" 2>"$logs/tune-progress.log"
   say "tune exit $?"; tail -30 "$logs/tune.txt" | tee -a "$summary"
 fi
