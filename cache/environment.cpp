@@ -20,7 +20,7 @@ constexpr EnvironmentVariable k_variables[] = {
     {"MLAJIT_HIPRTC_LIBRARY", "path of the hipRTC library when it is separate from libamdhip64"},
     {"MLAJIT_LIBRARY", "path of libmlajit.so for the Python package (python/mlajit)"},
     {"MLAJIT_LOG", "1: print compile and cache events to stderr"},
-    {"MLAJIT_TUNING_DIR", "directory of the user's tuning databases (<arch>.json), overriding the shipped ones (default <cache root>/tuning)"},
+    {"MLAJIT_TUNING_DIR", "directory of the user's tuning databases (<generation>.json, e.g. sm_90.json), overriding the shipped ones (default <cache root>/tuning)"},
 };
 }  // namespace
 

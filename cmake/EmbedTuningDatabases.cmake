@@ -1,4 +1,4 @@
-# Embeds the shipped tuning databases (tuning/db/<arch>.json) into a generated C++ source, as
+# Embeds the shipped tuning databases (tuning/db/<generation>.json) into a generated C++ source, as
 # EmbedTemplates.cmake does for kernel templates, so the installed library loads them without any
 # path configuration. Included: defines the function. Run with -P: writes the source.
 if(NOT CMAKE_SCRIPT_MODE_FILE)

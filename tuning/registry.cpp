@@ -39,7 +39,7 @@ std::optional<Database> usable(const std::string& text, const std::string& origi
     std::fprintf(stderr, "mlajit: tuning database %s\n", note.c_str());
     return std::nullopt;
   }
-  if (db.meta.arch != target.arch) {
+  if (database_name(db.meta.arch) != database_name(target.arch)) {
     note = fmt::format("{}: made for {}, not {}; ignored", origin, db.meta.arch, target.arch);
     return std::nullopt;
   }
@@ -75,8 +75,13 @@ Registry& registry() {
 
 }  // namespace
 
+std::string database_name(std::string_view arch) {
+  if (arch.starts_with("sm_") && (arch.ends_with("a") || arch.ends_with("f"))) arch.remove_suffix(1);
+  return std::string(arch);
+}
+
 std::filesystem::path user_database_path(std::string_view arch) {
-  const std::string file = std::string(arch) + ".json";
+  const std::string file = database_name(arch) + ".json";
   if (std::optional<std::string> dir = read_environment("MLAJIT_TUNING_DIR")) return std::filesystem::path(*dir) / file;
   return cache::default_root() / "tuning" / file;
 }
@@ -93,14 +98,14 @@ LoadedDatabase load_database(std::string_view arch, std::span<const EmbeddedData
     return loaded;
   }
   std::vector<std::string> notes;
-  const std::string file = std::string(arch) + ".json";
+  const std::string file = database_name(arch) + ".json";
   for (const EmbeddedDatabase& embedded : shipped) {
     if (embedded.file != file) continue;
     std::string note;
     loaded.db = usable(std::string(embedded.text), "embedded " + file, target, note);
     notes.push_back(note);
   }
-  if (notes.empty()) notes.push_back("none shipped for " + std::string(arch));
+  if (notes.empty()) notes.push_back("none shipped for " + database_name(arch));
 
   std::filesystem::path path;
   try {

@@ -47,12 +47,12 @@ class RegistryTest : public ::testing::Test {
 };
 
 TEST_F(RegistryTest, ShippedDatabasesAreEmbeddedAndOnlyMeasuredOnesAreUsed) {
-  bool sm90a = false;
+  bool sm90 = false;
   for (const EmbeddedDatabase& e : embedded_databases()) {
     SCOPED_TRACE(std::string(e.file));
     const Database db = database_from_json(nlohmann::json::parse(e.text), std::string(e.file));
-    EXPECT_EQ(db.meta.arch + ".json", e.file);
-    sm90a |= e.file == "sm_90a.json";
+    EXPECT_EQ(database_name(db.meta.arch) + ".json", e.file);  // sm_90a measurements ship as sm_90.json
+    sm90 |= e.file == "sm_90.json";
     const LoadedDatabase loaded = load_database(db.meta.arch);  // no user database in this test
     if (db.meta.measured) {
       // What ships as measured names its card and date and was not simulated.
@@ -70,12 +70,12 @@ TEST_F(RegistryTest, ShippedDatabasesAreEmbeddedAndOnlyMeasuredOnesAreUsed) {
     EXPECT_NE(loaded.description.find("no user database at " + (dir_ / e.file).string()), std::string::npos)
         << loaded.description;
   }
-  EXPECT_TRUE(sm90a) << "tuning/db/sm_90a.json is not embedded";
+  EXPECT_TRUE(sm90) << "tuning/db/sm_90.json is not embedded";
   EXPECT_EQ(database_for("gfx942"), nullptr);
 }
 
 TEST_F(RegistryTest, AUserDatabaseOverridesAndIsLoadedOnce) {
-  write(dir_ / "sm_90a.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 3, 3), 240)})));
+  write(dir_ / "sm_90.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 3, 3), 240)})));
   const LoadedDatabase& first = loaded_database("sm_90a");
   ASSERT_TRUE(first.db.has_value()) << first.description;
   EXPECT_EQ(&loaded_database("sm_90a"), &first);  // cached
@@ -90,7 +90,7 @@ TEST_F(RegistryTest, AUserDatabaseOverridesAndIsLoadedOnce) {
   // A reload reads the files again (only the shipped database is left); references handed out
   // before stay valid.
   const std::size_t with_user = first.db->entries.size();
-  fs::remove(dir_ / "sm_90a.json");
+  fs::remove(dir_ / "sm_90.json");
   reload_databases();
   const Database* shipped_only = database_for("sm_90a");
   if (shipped_only != nullptr) {
@@ -105,26 +105,26 @@ TEST_F(RegistryTest, UserEntriesAndModelWinOverShippedOnes) {
   Database shipped = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250),
                                         entry(16, 1, 4, 32768, mma(64, 2, 33), 100)});
   const std::string shipped_text = dump_database(shipped);
-  const EmbeddedDatabase embedded[] = {{"sm_90a.json", shipped_text}};
+  const EmbeddedDatabase embedded[] = {{"sm_90.json", shipped_text}};
   Database user = measured_database({entry(16, 1, 128, 4096, mma(32, 4, 1), 230)});
   user.meta.model.split_overhead_tokens = 33;
-  write(dir_ / "sm_90a.json", dump_database(user));
+  write(dir_ / "sm_90.json", dump_database(user));
   const LoadedDatabase loaded = load_database("sm_90a", embedded);
   ASSERT_TRUE(loaded.db.has_value()) << loaded.description;
   ASSERT_EQ(loaded.db->entries.size(), 2u);
   EXPECT_EQ(loaded.db->entries[0].shape.batch, 4);  // shipped, bucket b2 first
   EXPECT_EQ(loaded.db->entries[1].best.tile, mma(32, 4, 1));  // the user's b7 entry
   EXPECT_EQ(loaded.db->meta.model.split_overhead_tokens, 33);
-  EXPECT_NE(loaded.description.find("embedded sm_90a.json: 2 entries measured on H100"), std::string::npos)
+  EXPECT_NE(loaded.description.find("embedded sm_90.json: 2 entries measured on H100"), std::string::npos)
       << loaded.description;
-  EXPECT_NE(loaded.description.find("user " + (dir_ / "sm_90a.json").string() + ": 1 entries"), std::string::npos)
+  EXPECT_NE(loaded.description.find("user " + (dir_ / "sm_90.json").string() + ": 1 entries"), std::string::npos)
       << loaded.description;
 }
 
 TEST_F(RegistryTest, UnusableUserFilesAreIgnoredWithAReason) {
   Database unmeasured = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
   unmeasured.meta.measured = false;
-  write(dir_ / "sm_90a.json", dump_database(unmeasured));
+  write(dir_ / "sm_90.json", dump_database(unmeasured));
   const std::span<const EmbeddedDatabase> none;  // the user file alone decides
   LoadedDatabase loaded = load_database("sm_90a", none);
   EXPECT_FALSE(loaded.db.has_value());
@@ -132,19 +132,19 @@ TEST_F(RegistryTest, UnusableUserFilesAreIgnoredWithAReason) {
 
   Database other_arch = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
   other_arch.meta.arch = "sm_80";
-  write(dir_ / "sm_90a.json", dump_database(other_arch));
+  write(dir_ / "sm_90.json", dump_database(other_arch));
   loaded = load_database("sm_90a", none);
   EXPECT_FALSE(loaded.db.has_value());
   EXPECT_NE(loaded.description.find("made for sm_80, not sm_90a"), std::string::npos) << loaded.description;
 
-  write(dir_ / "sm_90a.json", "{ not json");
+  write(dir_ / "sm_90.json", "{ not json");
   loaded = load_database("sm_90a", none);
   EXPECT_FALSE(loaded.db.has_value());
   EXPECT_NE(loaded.description.find("unreadable, ignored"), std::string::npos) << loaded.description;
 
   Database stale = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250),
                                       entry(16, 1, 4, 32768, mma(64, 4, 33), 100)});  // no longer fits
-  write(dir_ / "sm_90a.json", dump_database(stale));
+  write(dir_ / "sm_90.json", dump_database(stale));
   loaded = load_database("sm_90a", none);
   ASSERT_TRUE(loaded.db.has_value());
   EXPECT_EQ(loaded.db->entries.size(), 1u);
@@ -154,9 +154,9 @@ TEST_F(RegistryTest, UnusableUserFilesAreIgnoredWithAReason) {
 TEST_F(RegistryTest, WithoutTheVariableTheCacheRootHoldsTheUserDatabase) {
   ::unsetenv("MLAJIT_TUNING_DIR");
   ::setenv("MLAJIT_CACHE_DIR", dir_.c_str(), 1);
-  EXPECT_EQ(user_database_path("sm_90a"), dir_ / "tuning" / "sm_90a.json");
+  EXPECT_EQ(user_database_path("sm_90a"), dir_ / "tuning" / "sm_90.json");
   fs::create_directories(dir_ / "tuning");
-  write(dir_ / "tuning" / "sm_90a.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)})));
+  write(dir_ / "tuning" / "sm_90.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)})));
   EXPECT_NE(database_for("sm_90a"), nullptr);
 }
 
@@ -166,6 +166,14 @@ TEST_F(RegistryTest, ADatabaseFileForExplain) {
   ASSERT_TRUE(loaded.db.has_value()) << loaded.description;
   loaded = load_database_file(dir_ / "mine.json", "gfx942");
   EXPECT_FALSE(loaded.db.has_value());
+}
+
+TEST(DatabaseName, OnePerGpuGeneration) {
+  EXPECT_EQ(database_name("sm_90a"), "sm_90");
+  EXPECT_EQ(database_name("sm_90"), "sm_90");
+  EXPECT_EQ(database_name("sm_100f"), "sm_100");
+  EXPECT_EQ(database_name("sm_80"), "sm_80");
+  EXPECT_EQ(database_name("gfx90a"), "gfx90a");  // AMD targets are their own generation
 }
 
 }  // namespace

@@ -80,7 +80,7 @@ TEST_F(TuneCliTest, ExplainWithoutADatabaseShowsTheModel) {
 }
 
 TEST_F(TuneCliTest, ExplainUsesTheUsersDatabaseOrTheOneNamed) {
-  std::ofstream(dir_ / "user" / "sm_90a.json")
+  std::ofstream(dir_ / "user" / "sm_90.json")
       << dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 3, 3), 240, 250)}));
   CliRun r = run(k_s1);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -113,7 +113,7 @@ TEST_F(TuneCliTest, ExplainRejectsABadSpec) {
 }
 
 TEST_F(TuneCliTest, SimulatedShardedSweepWritesAnUnmeasuredDatabase) {
-  const fs::path out = dir_ / "db" / "sm_90a.json";
+  const fs::path out = dir_ / "db" / "sm_90.json";
   const CliRun r = run("tune --simulate --quick --arch sm_90a --devices 0,1 --json --out " + out.string());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("tune [gpu 0]"), std::string::npos) << r.err;

@@ -239,7 +239,7 @@ int finish(const TuneOptions& o, std::vector<tuning::Database> runs) {
   tuning::sort_entries(run);
   run.meta.note += fmt::format("; {} shapes on {} GPU{}", run.entries.size(), runs.size(), runs.size() == 1 ? "" : "s");
   const Target target = parse_target(run.meta.arch);
-  const fs::path out = o.out.empty() ? fs::path("tuning/db") / (target.arch + ".json") : fs::path(o.out);
+  const fs::path out = o.out.empty() ? fs::path("tuning/db") / (tuning::database_name(target.arch) + ".json") : fs::path(o.out);
 
   tuning::Database db;
   std::error_code ec;
@@ -342,7 +342,7 @@ CLI::App* add_tune_command(CLI::App& app, TuneOptions& o) {
   cmd->add_flag("!--no-flush", o.flush_l2, "do not flush L2 between timed runs");
   cmd->add_option("--budget", o.budget_s, "seconds; candidates not started by then are skipped (the model's are timed first)");
   cmd->add_option("--jobs,-j", o.jobs, "parallel compiles (default: all cores)");
-  cmd->add_option("--out", o.out, "database to merge the results into (default tuning/db/<arch>.json)");
+  cmd->add_option("--out", o.out, "database to merge the results into (default tuning/db/<generation>.json, e.g. sm_90.json for sm_90a)");
   cmd->add_flag("--simulate", o.simulate,
                 "no GPU: time candidates with a stand-in model (exercises the sweep; writes measured: false)");
   cmd->add_flag("--precompile-only", o.precompile_only, "compile every candidate into the cache, report spills, time nothing");

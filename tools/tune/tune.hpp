@@ -36,7 +36,7 @@ struct TuneOptions {
   bool flush_l2 = true;
   double budget_s = 0;  // stop starting candidates after this many seconds (0 = no limit)
   int jobs = 0;         // parallel compiles (0 = all cores)
-  std::string out;      // database to merge into (default tuning/db/<arch>.json)
+  std::string out;      // database to merge into (default tuning/db/<database_name(arch)>.json)
   bool simulate = false;         // the model-based stand-in instead of a GPU (writes measured: false)
   bool precompile_only = false;  // compile the candidates, report spills, time nothing
 
