@@ -38,25 +38,20 @@ void DecodeSpecChecks(benchmark::State& state) {
 }
 BENCHMARK(DecodeSpecChecks);
 
-void TuningSelectFromShippedDatabase(benchmark::State& state) {
+// The tuning lookup as Engine::plan_decode does it; `db` null: the model alone.
+void select_tile(benchmark::State& state, const tuning::Database* db) {
   const DecodeArgs a = s1_args();
   const Spec spec = decode_spec(a);
-  const tuning::Database* db = tuning::database_for(sm90a().arch);
   tuning::DecodeShape shape;
   shape.batch = a.batch;
   shape.mean_kv_tokens = double(a.num_kv_indices) * spec.page_size / a.batch;
   for (auto _ : state) benchmark::DoNotOptimize(tuning::select(spec, sm90a(), shape, db));
 }
+
+void TuningSelectFromShippedDatabase(benchmark::State& state) { select_tile(state, tuning::database_for(sm90a().arch)); }
 BENCHMARK(TuningSelectFromShippedDatabase);
 
-void TuningSelectFromTheModel(benchmark::State& state) {
-  const DecodeArgs a = s1_args();
-  const Spec spec = decode_spec(a);
-  tuning::DecodeShape shape;
-  shape.batch = a.batch;
-  shape.mean_kv_tokens = double(a.num_kv_indices) * spec.page_size / a.batch;
-  for (auto _ : state) benchmark::DoNotOptimize(tuning::select(spec, sm90a(), shape, nullptr));
-}
+void TuningSelectFromTheModel(benchmark::State& state) { select_tile(state, nullptr); }
 BENCHMARK(TuningSelectFromTheModel);
 
 void PersistentPlan(benchmark::State& state) {
