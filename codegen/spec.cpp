@@ -98,6 +98,12 @@ bool mma_family_supports(const Spec& spec, const Target& target) {
          spec.qk_dim() % 64 == 0 && spec.v_dim() % 128 == 0;
 }
 
+std::vector<KernelFamily> families_serving(const Spec& spec, const Target& target) {
+  std::vector<KernelFamily> families = {KernelFamily::portable};
+  if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
+  return families;
+}
+
 DType mma_dtype(const Spec& spec) { return spec.q_dtype == DType::fp16 ? DType::fp16 : DType::bf16; }
 
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -81,6 +82,8 @@ int decode_shared_bytes(const Spec& spec, const TileConfig& tile);
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target);
 // Whether the matrix-core family can serve this spec on this target (dtypes, dims, arch).
 bool mma_family_supports(const Spec& spec, const Target& target);
+// Every kernel family that can serve the spec on the target: portable, then mma where supported.
+std::vector<KernelFamily> families_serving(const Spec& spec, const Target& target);
 // The 16-bit operand dtype of the mma family's math: fp16 when q is fp16, else bf16 (an fp8 q
 // or an fp8 cache is widened to it exactly; every e4m3 value is a bf16 / fp16 normal or zero).
 DType mma_dtype(const Spec& spec);

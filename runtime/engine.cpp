@@ -42,13 +42,6 @@ void validate_rope_args(const DecodeArgs& a) {
   }
 }
 
-std::string memory_key(const Spec& s, const TileConfig& t) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", int(t.family), int(s.op), int(s.q_dtype),
-                     int(s.kv_dtype), int(s.out_dtype), s.heads, s.kv_lora_rank, s.rope_dim, s.page_size, s.s_q,
-                     s.causal, s.logit_cap, s.return_lse, int(s.rope), t.heads_per_cta, t.tokens_per_tile, t.warps,
-                     t.stages);
-}
-
 }  // namespace
 
 Spec shape_spec(const DecodeArgs& a) {
@@ -143,7 +136,8 @@ DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConf
 }
 
 Engine::LoadedDecode& Engine::load_decode(const Spec& spec, const TileConfig& tile) {
-  const std::string key = memory_key(spec, tile);
+  LoadedKey key{spec, tile};
+  key.tile.num_splits = 0;  // a launch parameter: one code object serves every split count
   {
     std::shared_lock lock(mutex_);
     if (auto it = loaded_.find(key); it != loaded_.end()) {
@@ -231,6 +225,21 @@ void Engine::persistent_decode(const DecodeArgs& a, const PersistentMetadata& me
     kernels.combine->launch(runtime::Dim3{unsigned(plan.layout.max_split_tiles), unsigned(plan.shape.rows_per_item)},
                             runtime::Dim3{unsigned(source.combine_threads)}, 0, a.stream, args);
   }
+}
+
+std::size_t Engine::LoadedKeyHash::operator()(const LoadedKey& k) const {
+  const Spec& s = k.spec;
+  const TileConfig& t = k.tile;
+  std::size_t h = 0;
+  auto mix = [&h](long long v) { h ^= std::hash<long long>{}(v) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2); };
+  for (long long v : {(long long)s.op, (long long)s.q_dtype, (long long)s.kv_dtype, (long long)s.out_dtype,
+                      (long long)s.heads, (long long)s.kv_lora_rank, (long long)s.rope_dim, (long long)s.page_size,
+                      (long long)s.s_q, (long long)s.causal, (long long)std::hash<float>{}(s.logit_cap),
+                      (long long)s.return_lse, (long long)s.rope, (long long)t.family, (long long)t.heads_per_cta,
+                      (long long)t.tokens_per_tile, (long long)t.warps, (long long)t.stages}) {
+    mix(v);
+  }
+  return h;
 }
 
 EngineStats Engine::stats() const {

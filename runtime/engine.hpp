@@ -151,7 +151,17 @@ class Engine {
   std::unique_ptr<runtime::Device> device_;
   const cache::DiskStore* store_;
   mutable std::shared_mutex mutex_;
-  std::unordered_map<std::string, std::unique_ptr<LoadedDecode>> loaded_;
+  // Loaded kernels by (spec, tile with num_splits 0): a plain value key, so the per-call lookup
+  // of a hot decode formats and allocates nothing.
+  struct LoadedKey {
+    Spec spec;
+    TileConfig tile;
+    bool operator==(const LoadedKey&) const = default;
+  };
+  struct LoadedKeyHash {
+    std::size_t operator()(const LoadedKey& k) const;
+  };
+  std::unordered_map<LoadedKey, std::unique_ptr<LoadedDecode>, LoadedKeyHash> loaded_;
   std::atomic<long long> memory_hits_{0}, disk_hits_{0}, compiled_{0};
 };
 

@@ -303,8 +303,7 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
   const double max_v = tools::max_abs_value(problem);
   // Every kernel family that can serve the spec on this device, on the same problem.
   const Target target = engine->device_info().target;
-  std::vector<KernelFamily> families = {KernelFamily::portable};
-  if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
+  std::vector<KernelFamily> families = families_serving(spec, target);
   if (c.mma_rows > 0) {
     if (!mma_family_supports(spec, target)) GTEST_SKIP() << "no mma family on " << target.arch;
     families = {KernelFamily::mma};

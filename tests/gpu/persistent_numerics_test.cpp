@@ -96,12 +96,6 @@ reference::DecodeProblem problem_of(const Case& c, std::uint64_t salt = 0) {
   return reference::make_problem(spec_of(c), options);
 }
 
-std::vector<KernelFamily> families_for(const Spec& spec, const Target& target) {
-  std::vector<KernelFamily> families = {KernelFamily::portable};
-  if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
-  return families;
-}
-
 // Out (+ LSE, + k_pe_out) of a run against the reference, within the grid path's tolerances.
 void expect_matches(const reference::DecodeResult& want, const tools::DeviceRun& run, const Spec& spec,
                     KernelFamily family, double max_v, const std::string& what) {
@@ -133,7 +127,7 @@ TEST_P(PersistentNumerics, MatchesFloat32Reference) {
   const reference::DecodeResult want = reference::decode(problem);
   const double max_v = tools::max_abs_value(problem);
   const Target target = engine->device_info().target;
-  for (KernelFamily family : families_for(spec, target)) {
+  for (KernelFamily family : families_serving(spec, target)) {
     SCOPED_TRACE(std::string(family_name(family)));
     const TileConfig tile = tuning::choose_tile(spec, target, family);
     const tools::DeviceRun run = tools::run_persistent_on_device(*engine, problem, tile);
@@ -173,7 +167,7 @@ TEST(PersistentNumericsCases, CoverTheIssue) {
     // Every case runs on both families: fp8 caches too (the mma family widens them per tile),
     // except with fused RoPE, which keeps an fp8 cache on the portable family.
     const bool portable_only = c.kv_dtype == DType::fp8_e4m3 && spec.rope != RopeStyle::none;
-    EXPECT_EQ(families_for(spec, sm90).size(), portable_only ? 1u : 2u) << case_name(c);
+    EXPECT_EQ(families_serving(spec, sm90).size(), portable_only ? 1u : 2u) << case_name(c);
   }
 }
 
@@ -394,7 +388,7 @@ TEST(PersistentGraph, ReplaysWithNewLengthsInTheSameBuffers) {
   }
   const Spec spec = spec_of(base);
   const Target target = engine->device_info().target;
-  for (KernelFamily family : families_for(spec, target)) {
+  for (KernelFamily family : families_serving(spec, target)) {
     SCOPED_TRACE(std::string(family_name(family)));
     const TileConfig tile = tuning::choose_tile(spec, target, family);
     GraphBuffers buffers(device, problems);

@@ -109,9 +109,7 @@ int compile_every_family(const std::vector<Spec>& specs, Check check) {
     if (!runtime::backend(target.backend).compiler_available()) continue;
     for (const Spec& spec : specs) {
       if (target.backend == Backend::hip && is_fp8(spec)) continue;
-      std::vector<KernelFamily> families = {KernelFamily::portable};
-      if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
-      for (KernelFamily family : families) {
+      for (KernelFamily family : families_serving(spec, target)) {
         const TileConfig tile = tuning::choose_tile(spec, target, family);
         runtime::JitResult r;
         try {
@@ -134,6 +132,29 @@ TEST(Compile, FeatureMatrixCompilesWithEveryFamilyWithoutSpills) {
     ASSERT_TRUE(r.code.resources.count("mla_decode_stage1")) << r.code.log;
     EXPECT_EQ(r.code.resources.at("mla_decode_stage1").spill_stores, 0) << r.key.readable_name << " spills";
   });
+}
+
+// The model's mma tile for `spec` with its shape forced.
+TileConfig mma_tile(const Spec& spec, const Target& target, int rows, int tokens, int stages) {
+  TileConfig tile = tuning::choose_tile(spec, target, KernelFamily::mma);
+  tile.heads_per_cta = rows;
+  tile.tokens_per_tile = tokens;
+  tile.stages = stages;
+  return tile;
+}
+
+// Compiles (spec, tile) and checks that stage 1 neither spills nor uses local memory; prints its
+// registers, shared memory and CTAs per SM under `label`.
+void expect_stage1_compiles_clean(const Spec& spec, const TileConfig& tile, const Target& target, const char* label) {
+  runtime::JitResult r;
+  ASSERT_NO_THROW(r = runtime::jit_compile(spec, tile, target, nullptr)) << kernel_base_name(spec, tile);
+  ASSERT_TRUE(r.code.resources.count("mla_decode_stage1")) << r.code.log;
+  const runtime::KernelResources& res = r.code.resources.at("mla_decode_stage1");
+  std::printf("[ %s ] %-90s %3d registers, %d B shared, %d CTA/SM\n", label, r.key.readable_name.c_str(),
+              res.registers, decode_shared_bytes(spec, tile), decode_ctas_per_sm(spec, tile, target));
+  EXPECT_EQ(res.spill_stores, 0) << r.key.readable_name << " spills";
+  EXPECT_EQ(res.spill_loads, 0) << r.key.readable_name << " spills";
+  EXPECT_EQ(res.local_bytes, 0) << r.key.readable_name << " uses local memory";
 }
 
 // Multi-row mma CTAs (2 and 4 M tiles, 32 / 64 rows): every tile shape that fits sm_90a's shared
@@ -164,19 +185,8 @@ TEST(Compile, MultiRowMmaTilesCompileWithoutSpills) {
         spec.return_lse = true;
         spec.rope = RopeStyle::gptj;
       }
-      TileConfig tile = tuning::choose_tile(spec, target, KernelFamily::mma);
-      tile.heads_per_cta = shape.rows;
-      tile.tokens_per_tile = shape.tokens;
-      tile.stages = shape.stages;
-      runtime::JitResult r;
-      ASSERT_NO_THROW(r = runtime::jit_compile(spec, tile, target, nullptr)) << kernel_base_name(spec, tile);
-      ASSERT_TRUE(r.code.resources.count("mla_decode_stage1")) << r.code.log;
-      const runtime::KernelResources& res = r.code.resources.at("mla_decode_stage1");
-      std::printf("[ mma rows ] %-90s %3d registers, %d B shared\n", r.key.readable_name.c_str(), res.registers,
-                  decode_shared_bytes(spec, tile));
-      EXPECT_EQ(res.spill_stores, 0) << r.key.readable_name << " spills";
-      EXPECT_EQ(res.spill_loads, 0) << r.key.readable_name << " spills";
-      EXPECT_EQ(res.local_bytes, 0) << r.key.readable_name << " uses local memory";
+      const TileConfig tile = mma_tile(spec, target, shape.rows, shape.tokens, shape.stages);
+      expect_stage1_compiles_clean(spec, tile, target, "mma rows");
       EXPECT_EQ(decode_ctas_per_sm(spec, tile, target), 1);
     }
   }
@@ -206,19 +216,8 @@ TEST(Compile, Fp8CacheMmaTilesCompileWithoutSpills) {
         spec.page_size = 1;
       }
       ASSERT_TRUE(mma_family_supports(spec, target));
-      TileConfig tile = tuning::choose_tile(spec, target, KernelFamily::mma);
-      tile.heads_per_cta = shape.rows;
-      tile.tokens_per_tile = shape.tokens;
-      tile.stages = shape.stages;
-      runtime::JitResult r;
-      ASSERT_NO_THROW(r = runtime::jit_compile(spec, tile, target, nullptr)) << kernel_base_name(spec, tile);
-      ASSERT_TRUE(r.code.resources.count("mla_decode_stage1")) << r.code.log;
-      const runtime::KernelResources& res = r.code.resources.at("mla_decode_stage1");
-      std::printf("[ fp8 mma  ] %-90s %3d registers, %d B shared, %d CTA/SM\n", r.key.readable_name.c_str(),
-                  res.registers, decode_shared_bytes(spec, tile), decode_ctas_per_sm(spec, tile, target));
-      EXPECT_EQ(res.spill_stores, 0) << r.key.readable_name << " spills";
-      EXPECT_EQ(res.spill_loads, 0) << r.key.readable_name << " spills";
-      EXPECT_EQ(res.local_bytes, 0) << r.key.readable_name << " uses local memory";
+      expect_stage1_compiles_clean(spec, mma_tile(spec, target, shape.rows, shape.tokens, shape.stages), target,
+                                   "fp8 mma ");
     }
   }
   // The model's tiles, including fp32 output (which caps rows at 32) and the persistent walker.
