@@ -59,8 +59,8 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   }
 
   const std::string platform = target.backend == Backend::cuda ? "nvidia" : "amd";
-  const bool mma = tile.family == KernelFamily::mma;
-  const std::string stage1_header = mma ? "decode/mma.cuh" : "decode/portable.cuh";
+  const std::string family(family_name(tile.family));
+  const std::string stage1_header = "decode/" + family + ".cuh";
   for (std::string path : {"platform/" + platform + ".cuh", std::string("decode/params.cuh"),
                            std::string("decode/numeric.cuh"), std::string("decode/rope.cuh"),
                            std::string("decode/schedule.cuh"), std::string("decode/work.cuh"), stage1_header, std::string("decode/combine.cuh")}) {
@@ -103,11 +103,11 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"combine_entry", source.combine_entry},
   };
   if (persistent) {
-    values["stage1_function"] = mma ? "decode_persistent_mma" : "decode_persistent_portable";
+    values["stage1_function"] = "decode_persistent_" + family;
     values["schedule_entry"] = source.schedule_entry;
     values["schedule_threads"] = std::to_string(source.schedule_threads);
   } else {
-    values["stage1_function"] = mma ? "decode_stage1_mma" : "decode_stage1_portable";
+    values["stage1_function"] = "decode_stage1_" + family;
   }
   source.text = render(templates::file(source.stub_template).text, values, source.stub_template);
   return source;

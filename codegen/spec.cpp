@@ -87,7 +87,21 @@ void validate(const Spec& spec) {
   }
 }
 
-std::string_view family_name(KernelFamily f) { return f == KernelFamily::mma ? "mma" : "portable"; }
+std::string_view family_name(KernelFamily f) {
+  switch (f) {
+    case KernelFamily::mma: return "mma";
+    case KernelFamily::wgmma: return "wgmma";
+    case KernelFamily::portable: break;
+  }
+  return "portable";
+}
+
+KernelFamily parse_family(std::string_view text, std::string_view argument) {
+  for (KernelFamily f : {KernelFamily::portable, KernelFamily::mma, KernelFamily::wgmma}) {
+    if (text == family_name(f)) return f;
+  }
+  throw_invalid(std::string(argument), "must be portable, mma or wgmma", "'" + std::string(text) + "'");
+}
 
 bool mma_family_supports(const Spec& spec, const Target& target) {
   // 16-bit caches need q of the same dtype. An fp8 (e4m3) cache is widened per tile to the mma
@@ -98,16 +112,23 @@ bool mma_family_supports(const Spec& spec, const Target& target) {
          spec.qk_dim() % 64 == 0 && spec.v_dim() % 128 == 0;
 }
 
+bool wgmma_family_supports(const Spec& spec, const Target& target) {
+  const bool sixteen_bit = spec.q_dtype == spec.kv_dtype && (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16);
+  return target.backend == Backend::cuda && target.arch == "sm_90a" && sixteen_bit && spec.rope == RopeStyle::none &&
+         spec.qk_dim() % 64 == 0 && spec.v_dim() % 64 == 0;
+}
+
 std::vector<KernelFamily> families_serving(const Spec& spec, const Target& target) {
   std::vector<KernelFamily> families = {KernelFamily::portable};
   if (mma_family_supports(spec, target)) families.push_back(KernelFamily::mma);
+  if (wgmma_family_supports(spec, target)) families.push_back(KernelFamily::wgmma);
   return families;
 }
 
 DType mma_dtype(const Spec& spec) { return spec.q_dtype == DType::fp16 ? DType::fp16 : DType::bf16; }
 
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target) {
-  if (tile.family != KernelFamily::mma) return 1;
+  if (tile.family != KernelFamily::mma) return 1;  // wgmma: one 384-thread CTA takes the SM
   // 64 rows per CTA keep 128 fp32 accumulators per thread: more than the 128 registers a thread
   // may have at two 256-thread CTAs per SM. (32 rows never fit two per SM by shared memory.)
   if (tile.heads_per_cta > 32) return 1;
@@ -117,6 +138,15 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
 }
 
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
+  if (tile.family == KernelFamily::wgmma) {
+    // Must equal WgmmaDecodeLayout::kTotalBytes in templates/decode/wgmma.cuh: stages KV tiles of
+    // tokens_per_tile rows (qk_dim / 64 swizzled blocks of 128 B per row), Q (rows x qk_dim, 16
+    // bits), P of each consumer (rows x 64 tokens, 16 bits), per consumer 4 warps' and 2 final
+    // fp32 per row, two mbarriers per stage, and 1 KiB to align the swizzled base to 1024 B.
+    const int rows = tile.heads_per_cta;
+    return tile.stages * tile.tokens_per_tile * spec.qk_dim() * 2 + rows * spec.qk_dim() * 2 + 2 * rows * 128 +
+           2 * (4 + 2) * rows * 4 + 2 * tile.stages * 8 + 1024;
+  }
   if (tile.family == KernelFamily::mma) {
     // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh: the KV ring, the
     // widened tile (fp8 cache only), Q, the S partials (kKSplit = 4 / M tiles slices of rows x
@@ -166,10 +196,34 @@ void validate_mma(const TileConfig& tile, const Spec& spec, const Target& target
   }
 }
 
+void validate_wgmma(const TileConfig& tile, const Spec& spec, const Target& target) {
+  if (!wgmma_family_supports(spec, target)) {
+    throw_invalid("family", "wgmma needs the sm_90a target, q_dtype == kv_dtype in {bf16, fp16}, no fused rope, "
+                  "kv_lora_rank % 64 == 0 and rope_dim % 64 == 0", "wgmma");
+  }
+  if (tile.heads_per_cta % 8 != 0 || tile.heads_per_cta < 8 || tile.heads_per_cta > 32) {
+    throw_invalid("heads_per_cta", "must be 8, 16, 24 or 32 for the wgmma family (the wgmma N of one CTA)",
+                  std::to_string(tile.heads_per_cta));
+  }
+  if (tile.warps != 12) throw_invalid("warps", "must be 12 for the wgmma family (3 warpgroups)", std::to_string(tile.warps));
+  if (tile.tokens_per_tile != 64) {
+    throw_invalid("tokens_per_tile", "must be 64 for the wgmma family", std::to_string(tile.tokens_per_tile));
+  }
+  if (tile.stages != 2) throw_invalid("stages", "must be 2 for the wgmma family (one ring slot per consumer)", std::to_string(tile.stages));
+  require_range("num_splits", tile.num_splits, 0, 4096);
+  const int shared = decode_shared_bytes(spec, tile);
+  if (shared > target.max_shared_bytes()) {
+    throw_invalid("heads_per_cta", fmt::format("tile needs {} B of shared memory, {} allows {} B", shared, target.arch,
+                                               target.max_shared_bytes()),
+                  std::to_string(tile.heads_per_cta));
+  }
+}
+
 }  // namespace
 
 void validate(const TileConfig& tile, const Spec& spec, const Target& target) {
   if (tile.family == KernelFamily::mma) return validate_mma(tile, spec, target);
+  if (tile.family == KernelFamily::wgmma) return validate_wgmma(tile, spec, target);
   require_range("heads_per_cta", tile.heads_per_cta, 1, 64);
   const int t = tile.tokens_per_tile;
   if (t != 8 && t != 16 && t != 32 && t != 64) {
@@ -294,8 +348,7 @@ TileConfig tile_from_json(const nlohmann::json& j) {
   if (j.contains("family")) {
     std::string family;
     read_field(j, "family", family);
-    if (family == "mma") tile.family = KernelFamily::mma;
-    else if (family != "portable") throw_invalid("family", "must be portable or mma", "'" + family + "'");
+    tile.family = parse_family(family);
   }
   read_field(j, "heads_per_cta", tile.heads_per_cta);
   read_field(j, "tokens_per_tile", tile.tokens_per_tile);
@@ -315,7 +368,7 @@ std::string kernel_base_name(const Spec& s, const TileConfig& tile) {
   if (spec.logit_cap > 0.0f) name += fmt::format("_cap{}", spec.logit_cap);
   if (spec.return_lse) name += "_lse";
   if (spec.rope != RopeStyle::none) name += fmt::format("_rope-{}", rope_style_name(spec.rope));
-  name += fmt::format("_{}_hc{}_bn{}_w{}", tile.family == KernelFamily::mma ? "mma" : "simt", tile.heads_per_cta,
+  name += fmt::format("_{}_hc{}_bn{}_w{}", tile.family == KernelFamily::portable ? "simt" : family_name(tile.family), tile.heads_per_cta,
                       tile.tokens_per_tile, tile.warps);
   if (tile.stages > 1) name += fmt::format("_st{}", tile.stages);
   return name;

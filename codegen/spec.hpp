@@ -49,11 +49,13 @@ struct Spec {
   bool operator==(const Spec&) const = default;
 };
 
-// Kernel families for stage 1 of decode: the portable SIMT kernel (every target, every spec)
-// and the matrix-core kernel (NVIDIA sm_80+: mma.sync + ldmatrix + cp.async).
-enum class KernelFamily { portable, mma };
+// Kernel families for stage 1 of decode: the portable SIMT kernel (every target, every spec),
+// the matrix-core kernel (NVIDIA sm_80+: mma.sync + ldmatrix + cp.async) and the Hopper kernel
+// (sm_90a: warp-specialised producer / consumer warpgroups, wgmma, mbarrier pipeline).
+enum class KernelFamily { portable, mma, wgmma };
 
 std::string_view family_name(KernelFamily f);
+KernelFamily parse_family(std::string_view text, std::string_view argument = "family");
 
 // Shape of the generated kernel plus the split count used at launch.
 struct TileConfig {
@@ -82,7 +84,11 @@ int decode_shared_bytes(const Spec& spec, const TileConfig& tile);
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target);
 // Whether the matrix-core family can serve this spec on this target (dtypes, dims, arch).
 bool mma_family_supports(const Spec& spec, const Target& target);
-// Every kernel family that can serve the spec on the target: portable, then mma where supported.
+// Whether the Hopper family can serve this spec on this target (sm_90a, 16-bit q == cache dtype,
+// no fused RoPE, qk_dim and v_dim multiples of 64).
+bool wgmma_family_supports(const Spec& spec, const Target& target);
+// Every kernel family that can serve the spec on the target: portable, then mma and wgmma where
+// supported.
 std::vector<KernelFamily> families_serving(const Spec& spec, const Target& target);
 // The 16-bit operand dtype of the mma family's math: fp16 when q is fp16, else bf16 (an fp8 q
 // or an fp8 cache is widened to it exactly; every e4m3 value is a bf16 / fp16 normal or zero).

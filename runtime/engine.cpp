@@ -128,7 +128,7 @@ DecodePlan Engine::plan_decode(const DecodeArgs& a, const std::optional<TileConf
     if (a.num_kv_splits > 0) plan.tile.num_splits = a.num_kv_splits;
   }
   validate(plan.tile, spec, target);
-  if (plan.tile.family == KernelFamily::mma) require_aligned(a.q, 16, "q");
+  if (plan.tile.family != KernelFamily::portable) require_aligned(a.q, 16, "q");
   plan.workspace_bytes = decode_workspace_bytes(spec, a.total_q, plan.tile.num_splits);
   plan.needs_combine = plan.tile.num_splits > 1;
   plan.stage1_grid = decode_stage1_grid(spec, plan.tile, a.batch);

@@ -72,7 +72,7 @@ void check_persistent_fill(const DecodeArgs& args, const PersistentPlan& plan, c
 
 void check_persistent_decode(const DecodeArgs& args, const PersistentPlan& plan, const PersistentMetadata& metadata) {
   decode_spec(args);
-  if (plan.tile.family == KernelFamily::mma && reinterpret_cast<std::uintptr_t>(args.q) % 16 != 0) {
+  if (plan.tile.family != KernelFamily::portable && reinterpret_cast<std::uintptr_t>(args.q) % 16 != 0) {
     throw_invalid("q", "must be 16-byte aligned", fmt::format("{}", args.q));
   }
   check_metadata(metadata, plan.layout);

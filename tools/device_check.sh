@@ -7,7 +7,11 @@
 # Environment: DC_TUNE_BUDGET=<seconds> runs `mlajit tune` into $OUT/tuning.json (DC_TUNE_ARGS:
 #              more tune flags, e.g. "--devices 0,1");
 #              DC_NCU="S1 S2" profiles the stage-1 kernel of those suite shapes with ncu;
-#              DC_SKIP="tests bench pytest" skips those steps.
+#              DC_SKIP="tests bench pytest" skips those steps;
+#              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (30 s each) before the
+#              gpu tier, and skips the tier if one hangs (a new kernel's pipeline deadlock would
+#              otherwise cost every test its timeout);
+#              DC_BENCH_EXTRA="args" runs a second `mlajit bench --no-roofline <args>` (e.g. a forced family).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}
@@ -27,9 +31,21 @@ cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release >"$logs/cfg.log" 
 ninja -C build-device -j"$(nproc)" >"$logs/build.log" 2>&1 || { grep -E "error|FAILED" "$logs/build.log" | head -30 | tee -a "$summary"; exit 1; }
 say "build ok"
 
-if ! skip tests; then
+hung=0
+IFS=';' read -ra verify_runs <<<"${DC_VERIFY:-}"
+for args in "${verify_runs[@]}"; do
+  [[ -z "${args// /}" ]] && continue
+  # shellcheck disable=SC2086  # each entry is a list of flags
+  timeout 30 build-device/mlajit verify $args >>"$logs/verify.txt" 2>&1
+  rc=$?
+  say "verify$args: exit $rc $(tail -1 "$logs/verify.txt")"
+  [[ $rc -eq 124 ]] && hung=1
+done
+[[ $hung -eq 1 ]] && say "a verify run hung: gpu tier skipped"
+
+if ! skip tests && [[ $hung -eq 0 ]]; then
   # -V keeps every test's output, so the numerics lines come from this one run.
-  (cd build-device && ctest -L gpu -j6 -V >"$logs/ctest_gpu.log" 2>&1)
+  (cd build-device && ctest -L gpu -j6 -V --timeout 120 >"$logs/ctest_gpu.log" 2>&1)
   grep -E "tests passed|tests failed|\*\*\*Failed|Failed  " "$logs/ctest_gpu.log" | tee -a "$summary"
   grep -o "\[ numerics \].*" "$logs/ctest_gpu.log" >"$logs/numerics.txt"
   say "numerics lines: $(wc -l <"$logs/numerics.txt"); largest errors:"
@@ -40,7 +56,14 @@ if ! skip tests; then
 fi
 
 if ! skip bench; then
-  build-device/mlajit bench --out-dir "$logs" "$@" 2>"$logs/bench_err.log" | tee "$logs/bench.txt" | tee -a "$summary"
+  timeout 300 build-device/mlajit bench --out-dir "$logs" "$@" 2>"$logs/bench_err.log" | tee "$logs/bench.txt" | tee -a "$summary"
+  if [[ -n "${DC_BENCH_EXTRA:-}" ]]; then
+    mkdir -p "$logs/extra"
+    # shellcheck disable=SC2086  # a list of flags
+    timeout 200 build-device/mlajit bench --no-roofline --out-dir "$logs/extra" $DC_BENCH_EXTRA 2>"$logs/bench_extra_err.log" |
+      tee "$logs/bench_extra.txt" | tee -a "$summary"
+    tail -3 "$logs/bench_extra_err.log" | tee -a "$summary"
+  fi
 fi
 
 if ! skip pytest; then

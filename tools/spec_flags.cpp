@@ -10,7 +10,7 @@
 namespace mlajit::tools {
 
 void SpecFlags::add_to(CLI::App& app) {
-  app.add_option("--op", op, "kernel family: decode | persistent-decode (metadata kernel + persistent stage 1 + reduce)")->capture_default_str();
+  app.add_option("--op", op, "operation: decode | persistent-decode (metadata kernel + persistent stage 1 + reduce)")->capture_default_str();
   app.add_option("--heads", heads, "query heads, 1..256 (one latent KV head)")->capture_default_str();
   app.add_option("--q-dtype", q_dtype, "q dtype: bf16 | fp16 | fp8_e4m3")->capture_default_str();
   app.add_option("--kv-dtype", kv_dtype, "KV cache dtype: bf16 | fp16 | fp8_e4m3")->capture_default_str();
@@ -25,6 +25,7 @@ void SpecFlags::add_to(CLI::App& app) {
   app.add_option("--rope", rope, "fused RoPE of q_pe and each query token's own k_pe: none | neox | gptj")
       ->capture_default_str();
   app.add_option("--spec", spec_file, "read the spec from a JSON file instead of the flags");
+  app.add_option("--family", family, "override the tile: kernel family portable | mma | wgmma (sm_90a)");
   app.add_option("--heads-per-cta", heads_per_cta, "override the tile: query rows per CTA");
   app.add_option("--tokens-per-tile", tokens_per_tile, "override the tile: KV tokens per step (8/16/32/64)");
   app.add_option("--warps", warps, "override the tile: warps (wavefronts on AMD) per CTA");
@@ -55,7 +56,8 @@ Spec SpecFlags::spec() const {
 }
 
 TileConfig SpecFlags::tile(const Spec& s, const Target& target) const {
-  TileConfig t = tuning::choose_tile(s, target);
+  TileConfig t = family.empty() ? tuning::choose_tile(s, target)
+                                : tuning::choose_tile(s, target, parse_family(family, "--family"));
   if (heads_per_cta > 0) t.heads_per_cta = heads_per_cta;
   if (tokens_per_tile > 0) t.tokens_per_tile = tokens_per_tile;
   if (warps > 0) t.warps = warps;

@@ -22,6 +22,7 @@ struct SpecFlags {
   float logit_cap = 0.0f;
   std::string spec_file;
   // Tile overrides (0 = the tuning model's choice).
+  std::string family;  // empty = the model's family
   int heads_per_cta = 0, tokens_per_tile = 0, warps = 0;
 
   void add_to(CLI::App& app);

@@ -55,6 +55,20 @@ TileConfig mma_model_tile(const Spec& spec, const Target& target) {
   return tile;
 }
 
+// The wgmma family's model tile: rows per CTA (the wgmma N) a multiple of 8 up to 32, balanced
+// over the fewest CTAs (20 rows -> one CTA of 24, 100 rows -> 4 x 32), 64-token tiles, 2 stages.
+TileConfig wgmma_model_tile(const Spec& spec) {
+  TileConfig tile;
+  tile.family = KernelFamily::wgmma;
+  const int rows = spec.heads * spec.s_q;
+  const int groups = (rows + 31) / 32;
+  tile.heads_per_cta = ((rows + groups - 1) / groups + 7) / 8 * 8;
+  tile.warps = 12;
+  tile.tokens_per_tile = 64;
+  tile.stages = 2;
+  return tile;
+}
+
 }  // namespace
 
 TileConfig choose_tile(const Spec& spec, const Target& target) {
@@ -70,8 +84,8 @@ TileConfig choose_tile(const Spec& spec, const Target& target) {
 
 TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily family) {
   TileConfig tile;
-  if (family == KernelFamily::mma) {
-    tile = mma_model_tile(spec, target);
+  if (family == KernelFamily::mma || family == KernelFamily::wgmma) {
+    tile = family == KernelFamily::mma ? mma_model_tile(spec, target) : wgmma_model_tile(spec);
     validate(tile, spec, target);
     return tile;
   }

@@ -65,25 +65,32 @@ MLJ_DEVICE bool grid_work(const MljDecodeParams& p, DecodeWork& work) {
 // writes its normalised fp32 partial and natural-log LSE to rows slot * kRows + r of
 // p.partial_out / p.partial_lse ([max_partials * rows_per_item] rows, persistent_layout), merged
 // by decode_persistent_reduce (decode/combine.cuh). p.num_splits is not read.
+// persistent_item is item i of that list; persistent_walk runs a worker's items through a
+// block-wide `body` (a warp-specialised family walks the items itself, per role: wgmma.cuh).
+template <int kRows>
+MLJ_DEVICE DecodeWork persistent_item(const MljDecodeParams& p, const MljPersistentLayout& layout, int i) {
+  const int* item = layout.work_items + (long long)i * kItemInts;
+  DecodeWork work;
+  work.request = item[kItemRequest];
+  work.row0 = item[kItemRowGroup] * kRows;
+  work.kv_begin = item[kItemKvBegin];
+  work.kv_end = item[kItemKvEnd];
+  work.zero_keyless = item[kItemPiece] == 0;
+  const int slot = item[kItemPartial];
+  work.partial_out = slot < 0 ? nullptr : p.partial_out;
+  work.partial_lse = slot < 0 ? nullptr : p.partial_lse;
+  work.partial_base = (long long)slot * kRows - work.row0;  // row row0 + r -> slot row r
+  return work;
+}
+
 template <int kRows, class Body>
 MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const MljPersistentLayout& layout, Body body) {
   const int worker = blockIdx.x;
   const int begin = layout.work_indptr[worker];
   const int end = layout.work_indptr[worker + 1];
   for (int i = begin; i < end; ++i) {
-    const int* item = layout.work_items + (long long)i * kItemInts;
-    DecodeWork work;
-    work.request = item[kItemRequest];
-    work.row0 = item[kItemRowGroup] * kRows;
-    work.kv_begin = item[kItemKvBegin];
-    work.kv_end = item[kItemKvEnd];
-    work.zero_keyless = item[kItemPiece] == 0;
-    const int slot = item[kItemPartial];
-    work.partial_out = slot < 0 ? nullptr : p.partial_out;
-    work.partial_lse = slot < 0 ? nullptr : p.partial_lse;
-    work.partial_base = (long long)slot * kRows - work.row0;  // row row0 + r -> slot row r
     if (i > begin) mlj_barrier();  // the previous item's readers of shared memory are done
-    body(work);
+    body(persistent_item<kRows>(p, layout, i));
   }
 }
 

@@ -109,3 +109,94 @@ MLJ_DEVICE unsigned int mlj_f16x2_to_bf16x2(unsigned int h) {
       : "=r"(r) : "r"(h));
   return r;
 }
+
+// ---- Hopper (sm_90a) primitives: wgmma, mbarrier, named barriers, register budgets ---------
+// Only for kernels generated for sm_90a (the wgmma decode family); MLJ_HAS_WGMMA says they exist.
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MLJ_HAS_WGMMA 1
+
+// Shared-memory matrix descriptor of wgmma (PTX "matrix descriptor format") for a 128-byte
+// swizzled operand: start address, leading / stride dimension byte offsets, swizzle mode 1.
+MLJ_DEVICE unsigned long long mlj_wgmma_desc_sw128(unsigned int smem_addr, unsigned int lbo_bytes,
+                                                   unsigned int sbo_bytes) {
+  return (unsigned long long)((smem_addr & 0x3ffffu) >> 4) |
+         ((unsigned long long)((lbo_bytes & 0x3ffffu) >> 4) << 16) |
+         ((unsigned long long)((sbo_bytes & 0x3ffffu) >> 4) << 32) | (1ull << 62);
+}
+MLJ_DEVICE void mlj_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+MLJ_DEVICE void mlj_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+MLJ_DEVICE void mlj_wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Keeps the compiler from touching an accumulator between a wgmma and its wait.
+MLJ_DEVICE void mlj_fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// D (64 x N fp32, the m64nNk16 fragment) (+)= A (64 x 16, descriptor) * B (16 x N, descriptor).
+// kTransA: A is M-major (M contiguous) instead of K-major; B is K-major. accumulate == 0 zeroes D
+// first. N = 8, 16, 24 or 32 (the rows of a wgmma decode CTA); the operand lists are spelled out.
+#define MLJ_WGMMA_ASM(SHAPE, TYPES, TRANS_A, REGS, IA, IB, IS, ...)                                  \
+  asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %" IS ", 0;\n wgmma.mma_async.sync.aligned." SHAPE TYPES \
+               " " REGS ", %" IA ", %" IB ", p, 1, 1, " TRANS_A ", 0;\n}\n"                           \
+               : __VA_ARGS__                                                                        \
+               : "l"(a), "l"(b), "r"(accumulate))
+#define MLJ_WGMMA_ALL(SHAPE, REGS, IA, IB, IS, ...)                                                 \
+  if constexpr (kBf16 && kTransA) MLJ_WGMMA_ASM(SHAPE, ".f32.bf16.bf16", "1", REGS, IA, IB, IS, __VA_ARGS__); \
+  else if constexpr (kBf16) MLJ_WGMMA_ASM(SHAPE, ".f32.bf16.bf16", "0", REGS, IA, IB, IS, __VA_ARGS__);       \
+  else if constexpr (kTransA) MLJ_WGMMA_ASM(SHAPE, ".f32.f16.f16", "1", REGS, IA, IB, IS, __VA_ARGS__);       \
+  else MLJ_WGMMA_ASM(SHAPE, ".f32.f16.f16", "0", REGS, IA, IB, IS, __VA_ARGS__)
+template <int N, bool kBf16, bool kTransA>
+MLJ_DEVICE void mlj_wgmma_m64k16(float (&d)[N / 2], unsigned long long a, unsigned long long b, int accumulate) {
+  static_assert(N == 8 || N == 16 || N == 24 || N == 32, "wgmma decode: N must be 8, 16, 24 or 32");
+  if constexpr (N == 8) {
+    MLJ_WGMMA_ALL("m64n8k16", "{%0, %1, %2, %3}", "4", "5", "6",
+                  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]));
+  } else if constexpr (N == 16) {
+    MLJ_WGMMA_ALL("m64n16k16", "{%0, %1, %2, %3, %4, %5, %6, %7}", "8", "9", "10",
+                  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]));
+  } else if constexpr (N == 24) {
+    MLJ_WGMMA_ALL("m64n24k16", "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11}", "12", "13", "14",
+                  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]));
+  } else if constexpr (N == 32) {
+    MLJ_WGMMA_ALL("m64n32k16", "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}", "16", "17", "18",
+                  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]));
+  }
+}
+#undef MLJ_WGMMA_ALL
+#undef MLJ_WGMMA_ASM
+
+// mbarrier (CTA scope) and the async-copy arrival that completes when this thread's earlier
+// cp.async copies have landed (.noinc: counted in the barrier's expected arrivals).
+MLJ_DEVICE void mlj_mbarrier_init(void* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(mlj_smem_addr(bar)), "r"(count) : "memory");
+}
+MLJ_DEVICE void mlj_mbarrier_inval(void* bar) {
+  asm volatile("mbarrier.inval.shared::cta.b64 [%0];\n" ::"r"(mlj_smem_addr(bar)) : "memory");
+}
+MLJ_DEVICE void mlj_mbarrier_arrive(void* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(mlj_smem_addr(bar)) : "memory");
+}
+MLJ_DEVICE void mlj_cp_async_mbarrier_arrive(void* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(mlj_smem_addr(bar)) : "memory");
+}
+// Waits until the barrier's phase with the given parity (0 / 1) has completed.
+MLJ_DEVICE void mlj_mbarrier_wait(void* bar, int parity) {
+  asm volatile(
+      "{\n .reg .pred done;\n"
+      "wait_%=:\n"
+      " mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      " @!done bra wait_%=;\n}\n" ::"r"(mlj_smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+MLJ_DEVICE void mlj_cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// Orders this thread's generic-proxy shared-memory accesses before later async-proxy ones (wgmma
+// operand reads).
+MLJ_DEVICE void mlj_fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Named barrier `id` (1..15; 0 is __syncthreads) over `threads` threads (a multiple of 32).
+MLJ_DEVICE void mlj_named_barrier(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+template <int kRegisters>
+MLJ_DEVICE void mlj_register_budget_raise() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegisters)); }
+template <int kRegisters>
+MLJ_DEVICE void mlj_register_budget_lower() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegisters)); }
+#endif

@@ -171,6 +171,79 @@ TEST(ChooseTile, MmaValidationRejectsBadRowsAndOversizedTiles) {
   EXPECT_EQ(decode_ctas_per_sm(fp8, t, k_h100), 2);
 }
 
+TEST(ChooseTile, WgmmaServesSixteenBitSpecsOnSm90aOnly) {
+  Spec s;
+  EXPECT_TRUE(wgmma_family_supports(s, k_h100));
+  EXPECT_FALSE(wgmma_family_supports(s, parse_target("sm_90")));  // wgmma needs the arch-specific target
+  EXPECT_FALSE(wgmma_family_supports(s, parse_target("sm_80")));
+  EXPECT_FALSE(wgmma_family_supports(s, parse_target("gfx90a")));
+  Spec fp8 = s;
+  fp8.kv_dtype = DType::fp8_e4m3;
+  EXPECT_FALSE(wgmma_family_supports(fp8, k_h100));
+  Spec rope = s;
+  rope.rope = RopeStyle::neox;
+  EXPECT_FALSE(wgmma_family_supports(rope, k_h100));
+  EXPECT_THROW(choose_tile(fp8, k_h100, KernelFamily::wgmma), Error);
+  const std::vector<KernelFamily> families = families_serving(s, k_h100);
+  EXPECT_EQ(families, (std::vector<KernelFamily>{KernelFamily::portable, KernelFamily::mma, KernelFamily::wgmma}));
+  // Not the model's default family until measured.
+  EXPECT_EQ(choose_tile(s, k_h100).family, KernelFamily::mma);
+}
+
+TEST(ChooseTile, WgmmaRowsAreMultiplesOfEightBalancedUpToThirtyTwo) {
+  struct Want { int heads, s_q, rows_per_cta; };
+  for (const Want w : {Want{16, 1, 16}, Want{20, 1, 24}, Want{1, 1, 8}, Want{1, 3, 8}, Want{16, 2, 32},
+                       Want{128, 1, 32}, Want{100, 1, 32}, Want{40, 1, 24}, Want{20, 3, 32}, Want{64, 1, 32}}) {
+    Spec s;
+    s.heads = w.heads;
+    s.s_q = w.s_q;
+    const TileConfig t = choose_tile(s, k_h100, KernelFamily::wgmma);
+    SCOPED_TRACE(testing::Message() << "heads " << w.heads << " s_q " << w.s_q);
+    EXPECT_EQ(t.family, KernelFamily::wgmma);
+    EXPECT_EQ(t.heads_per_cta, w.rows_per_cta);
+    EXPECT_EQ(t.warps, 12);
+    EXPECT_EQ(t.tokens_per_tile, 64);
+    EXPECT_EQ(t.stages, 2);
+    EXPECT_EQ(decode_ctas_per_sm(s, t, k_h100), 1);
+  }
+}
+
+TEST(ChooseTile, WgmmaValidationNamesTheField) {
+  Spec s;
+  TileConfig t = choose_tile(s, k_h100, KernelFamily::wgmma);
+  // Hand-checked (templates/decode/wgmma.cuh, WgmmaDecodeLayout::kTotalBytes): 2 x 64-token
+  // tiles, Q, P of two consumers, 2 x (4 + 2) fp32 per row, 4 mbarriers, 1 KiB alignment slack.
+  EXPECT_EQ(decode_shared_bytes(s, t), 2 * 64 * 1152 + 16 * 1152 + 2 * 16 * 128 + 2 * 6 * 16 * 4 + 4 * 8 + 1024);
+  const auto field_of = [&](TileConfig bad) -> std::string {
+    try {
+      validate(bad, s, k_h100);
+    } catch (const Error& e) {
+      const std::string message = e.what();  // "argument: constraint (got value)"
+      return message.substr(0, message.find(':'));
+    }
+    return "";
+  };
+  TileConfig bad = t;
+  bad.heads_per_cta = 20;
+  EXPECT_EQ(field_of(bad), "heads_per_cta");
+  bad = t;
+  bad.heads_per_cta = 64;
+  EXPECT_EQ(field_of(bad), "heads_per_cta");
+  bad = t;
+  bad.warps = 8;
+  EXPECT_EQ(field_of(bad), "warps");
+  bad = t;
+  bad.tokens_per_tile = 32;
+  EXPECT_EQ(field_of(bad), "tokens_per_tile");
+  bad = t;
+  bad.stages = 3;
+  EXPECT_EQ(field_of(bad), "stages");
+  EXPECT_EQ(parse_family("wgmma"), KernelFamily::wgmma);
+  EXPECT_EQ(family_name(KernelFamily::wgmma), "wgmma");
+  EXPECT_THROW(parse_family("wgmm"), Error);
+  EXPECT_EQ(tile_from_json(to_json(t)), t);
+}
+
 TEST(ChooseTile, FitsAmdLds) {
   Spec s;
   const TileConfig t = choose_tile(s, parse_target("gfx90a"));

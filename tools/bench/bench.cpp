@@ -41,7 +41,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str();
   cmd->add_flag("!--no-flush", o.flush_l2, "do not flush L2 between timed runs");
   cmd->add_flag("!--no-roofline", o.roofline, "skip the roofline probes");
-  cmd->add_option("--family", o.family, "force a kernel family: portable | mma (default: the model's choice)");
+  cmd->add_option("--family", o.family, "force a kernel family: portable | mma | wgmma (default: the model's choice)");
   cmd->add_option("--tokens-per-tile", o.tokens_per_tile, "override the tile's KV tokens per step");
   cmd->add_option("--stages", o.stages, "override the tile's pipeline stages");
   cmd->add_option("--heads-per-cta", o.heads_per_cta, "override the tile's query rows per CTA (mma: 16, 32, 64)");
@@ -80,12 +80,8 @@ int run_bench(const BenchOptions& o) {
     const reference::DecodeProblem problem = make_problem(shape);
     std::optional<TileConfig> tile;
     if (!o.family.empty() || o.tokens_per_tile > 0 || o.stages > 0 || o.heads_per_cta > 0 || o.splits > 0) {
-      if (!o.family.empty() && o.family != "mma" && o.family != "portable") {
-        throw_invalid("--family", "must be portable or mma", o.family);
-      }
       tile = o.family.empty() ? tuning::choose_tile(spec, info.target)
-                              : tuning::choose_tile(spec, info.target,
-                                                    o.family == "mma" ? KernelFamily::mma : KernelFamily::portable);
+                              : tuning::choose_tile(spec, info.target, parse_family(o.family, "--family"));
       if (o.tokens_per_tile > 0) tile->tokens_per_tile = o.tokens_per_tile;
       if (o.stages > 0) tile->stages = o.stages;
       if (o.heads_per_cta > 0) tile->heads_per_cta = o.heads_per_cta;

@@ -1,0 +1,484 @@
+// Hopper MLA decode, stage 1 (sm_90a): warp-specialised, wgmma, mbarrier pipeline.
+//
+// One CTA = kRows = N query rows (token x head, flattened; N in {8, 16, 24, 32}) x one request x
+// one KV range (grid split or persistent item, decode/work.cuh), 3 warpgroups:
+//   producer (warpgroup 0): streams 64-token KV tiles into a 2-slot ring with cp.async (any page
+//     size: every token's row address comes from the page table), writing each tile as
+//     qk_dim / 64 column blocks of [64 tokens][128 B] in the 128-byte swizzled layout wgmma
+//     reads; a slot's "full" mbarrier completes when the copies have landed
+//     (cp.async.mbarrier.arrive), its "empty" mbarrier when its consumer is done with it.
+//   consumers (warpgroups 1, 2): consumer c takes tiles c, c + 2, ... (slot c), with its own
+//     running max / sum and output accumulators; the two merge at the end.
+// The math is transposed so that no M padding is wasted on few rows (wgmma's M is 64, N any
+// multiple of 8):
+//   S^T [64 tokens x N]    = K_tile [64 x qk] . Q^T       A = the KV tile (K-major), B = Q (K-major)
+//   O^T [v_dim x N]       += V^T [v_dim x 64] . P^T       A = the same KV tile read M-major
+//                                                          (V = its first v_dim columns, never
+//                                                          re-read), B = P (K-major, in shared memory)
+// Accumulators: S^T N/2 and O^T (v_dim / 64) * N/2 fp32 per thread; with N = 32 that is 16 + 128.
+// Softmax over the tile's tokens (the M dimension, spread over the 4 warps) meets through shared
+// memory once per tile (the row maxima); sums stay per thread until the end.
+// The roles split once, at the top (each with its register budget, setmaxnreg), and each role
+// walks the CTA's work items itself — one from the grid, or a persistent worker's list — with a
+// global tile counter: tile g of the CTA goes to slot g % 2 and consumer g % 2, across items.
+// At the end of an item consumer 1 keeps its last slot and hands its accumulators to consumer 0
+// through it; consumer 0 merges, writes, and releases that slot.
+// bf16 / fp16 q and cache of the same dtype, no fused RoPE (codegen keeps those on mma/portable).
+#pragma once
+
+#include "decode/numeric.cuh"
+#include "decode/params.cuh"
+#include "decode/rope.cuh"
+#include "decode/work.cuh"
+
+namespace mlj {
+
+template <class Cfg>
+struct WgmmaDecodeLayout {
+  static constexpr int kRows = Cfg::kHeadsPerCta;  // wgmma N
+  static constexpr int kTile = 64;                 // tokens per KV tile (wgmma M of S^T)
+  static constexpr int kStages = 2;                // ring slots: slot c belongs to consumer c
+  static constexpr int kThreads = 384;
+  static constexpr int kQkDim = Cfg::kKvLoraRank + Cfg::kRopeDim;
+  static constexpr int kVDim = Cfg::kKvLoraRank;
+  static constexpr int kQkBlocks = kQkDim / 64;  // 64-element (128 B) column blocks
+  static constexpr int kVBlocks = kVDim / 64;
+  static constexpr int kBlockBytes = kTile * 128;  // one column block of a KV tile
+  static constexpr int kStageBytes = kQkBlocks * kBlockBytes;
+  static constexpr int kQBlockBytes = kRows * 128;
+  static constexpr int kQBytes = kQkBlocks * kQBlockBytes;
+  static constexpr int kPBytes = kRows * 128;  // one consumer's P: [kRows][64 tokens] 16-bit, swizzled
+  static constexpr int kRedFloats = 4 * kRows;  // one consumer's per-warp row values
+  static constexpr int kStatFloats = 2 * kRows;  // one consumer's final (max, sum) per row
+  // Shared memory, in order: ring, Q, P x 2, red x 2, stat x 2, mbarriers (full, empty) x kStages.
+  // Offsets are from a 1024-byte aligned base (the swizzle pattern repeats every 1024 B); the
+  // kernel rounds its dynamic shared memory up to it, hence the 1024 B of slack.
+  static constexpr int kQOffset = kStages * kStageBytes;
+  static constexpr int kPOffset = kQOffset + kQBytes;
+  static constexpr int kRedOffset = kPOffset + 2 * kPBytes;
+  static constexpr int kStatOffset = kRedOffset + 2 * kRedFloats * 4;
+  static constexpr int kBarrierOffset = kStatOffset + 2 * kStatFloats * 4;
+  static constexpr int kTotalBytes = kBarrierOffset + 2 * kStages * 8 + 1024;
+  // Register budgets (setmaxnreg): 128 x 40 + 256 x 232 <= 64 K registers.
+  static constexpr int kProducerRegisters = 40;
+  static constexpr int kConsumerRegisters = 232;
+  // Named barriers: 0 is __syncthreads; consumer c uses 1 + c; both consumers 3.
+  static constexpr int kBothConsumersBarrier = 3;
+};
+
+// Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a [rows][128 B] 128-byte swizzled
+// block (rows are 128 B; chunk index XOR row % 8, the pattern wgmma's swizzle mode 1 expects).
+MLJ_DEVICE int sw128_offset(int row, int chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
+
+// Where one work item's rows and KV range lie; the same on every thread, so every role derives
+// the same tile count. tiles == 0: nothing to stream (and no rows to write when skip).
+template <class Cfg>
+struct WgmmaItem {
+  int q_begin, q_count, rows_in_request, page_begin, kv_len, kv_lo, kv_hi, kv_end, tiles;
+  bool skip;  // the item's rows lie past its request's query tokens
+
+  MLJ_DEVICE WgmmaItem(const MljDecodeParams& p, const DecodeWork& work) {
+    constexpr int kRows = Cfg::kHeadsPerCta;
+    q_begin = p.qo_indptr[work.request];
+    q_count = p.qo_indptr[work.request + 1] - q_begin;
+    rows_in_request = q_count * Cfg::kHeads;
+    skip = work.row0 >= rows_in_request;
+    page_begin = p.kv_indptr[work.request];
+    kv_len = request_kv_len<Cfg::kPageSize>(p, work.request);
+    kv_lo = work.kv_begin;
+    kv_hi = work.kv_end;
+    const int last_token = min_int(q_count - 1, (work.row0 + kRows - 1) / Cfg::kHeads);
+    kv_end = Cfg::kCausal ? max_int(kv_lo, min_int(kv_hi, kv_len - q_count + last_token + 1)) : kv_hi;
+    tiles = skip ? 0 : ceil_div(kv_end - kv_lo, WgmmaDecodeLayout<Cfg>::kTile);
+  }
+};
+
+// Producer warpgroup: streams every item's KV tiles into the ring. Thread (token tid / 8 of a
+// 16-token pass, 16-byte chunk tid % 8 of each 128 B block row); 4 passes per tile.
+template <class Cfg, class Items>
+MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items item_at, unsigned char* ring,
+                              unsigned long long* full_bar, unsigned long long* empty_bar) {
+  using L = WgmmaDecodeLayout<Cfg>;
+  using KvStorage = typename Cfg::KvType::storage;
+  const int tid = threadIdx.x;
+  const int chunk = tid % 8;
+  const KvStorage* kv_base = static_cast<const KvStorage*>(p.kv);
+  int g = 0;  // the CTA's tile counter
+  for (int i = 0; i < item_count; ++i) {
+    const WgmmaItem<Cfg> it(p, item_at(i));
+    for (int tile = 0; tile < it.tiles; ++tile, ++g) {
+      const int slot = g % L::kStages;
+      const int use = g / L::kStages;
+      // Page-table lookups first: their latency hides behind the wait for the slot.
+      const KvStorage* source[4];
+#pragma unroll
+      for (int pass = 0; pass < 4; ++pass) {
+        const int pos = it.kv_lo + tile * L::kTile + pass * 16 + tid / 8;
+        source[pass] = nullptr;
+        if (pos < it.kv_end) {
+          const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
+          source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
+        }
+      }
+      if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
+      unsigned char* slot_base = ring + slot * L::kStageBytes;
+#pragma unroll
+      for (int pass = 0; pass < 4; ++pass) {
+        unsigned char* dst = slot_base + sw128_offset(pass * 16 + tid / 8, chunk);
+#pragma unroll
+        for (int b = 0; b < L::kQkBlocks; ++b) {
+          // A null source (past the range) zero-fills: masked, and 0 * p stays finite.
+          const KvStorage* src = source[pass] != nullptr ? source[pass] + b * 64 + chunk * 8 : kv_base;
+          mlj_cp_async16(dst + b * L::kBlockBytes, src, source[pass] != nullptr ? 16 : 0);
+        }
+      }
+      mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
+    }
+  }
+  mlj_cp_async_wait_all();
+}
+
+// Consumer warpgroup `consumer` (0 / 1): the math of its tiles of every item, then (consumer 0)
+// the merge with consumer 1 and the output.
+template <class Cfg, class Items>
+MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items item_at, int consumer,
+                              unsigned char* shared, unsigned long long* full_bar, unsigned long long* empty_bar) {
+  using L = WgmmaDecodeLayout<Cfg>;
+  constexpr int kHeads = Cfg::kHeads;
+  constexpr int N = L::kRows;
+  constexpr bool kBf16 = Cfg::kMmaBf16;
+  constexpr float kLog2e = 1.4426950408889634f;
+  constexpr float kLn2 = 0.6931471805599453f;
+  using Storage = unsigned short;
+  using OutType = typename Cfg::OutType;
+  // Fragment coordinates (m64nNk16 accumulator): value j of a thread is M row
+  // 16 * warp + lane / 4 + 8 * ((j / 2) % 2) and N column 8 * (j / 4) + 2 * (lane % 4) + j % 2.
+  // A thread's N columns (query rows): kMyRows = N / 4, index k -> 8 * (k / 2) + 2 * (lane % 4) + k % 2.
+  constexpr int kMyRows = N / 4;
+
+  const int ct = threadIdx.x - 128 * (1 + consumer);  // thread within the consumer warpgroup
+  const int warp = ct / 32;
+  const int lane = ct % 32;
+  unsigned char* ring = shared;
+  unsigned char* q_s = shared + L::kQOffset;
+  unsigned char* p_s = shared + L::kPOffset + consumer * L::kPBytes;
+  float* red = reinterpret_cast<float*>(shared + L::kRedOffset) + consumer * L::kRedFloats;
+  float* stat = reinterpret_cast<float*>(shared + L::kStatOffset) + consumer * L::kStatFloats;  // [max][N], [sum][N]
+  const float* stat1 = reinterpret_cast<const float*>(shared + L::kStatOffset) + L::kStatFloats;
+  float* handoff = reinterpret_cast<float*>(ring + L::kStageBytes);  // consumer 1's slot
+  const unsigned int q_addr = mlj_smem_addr(q_s);
+  const unsigned int p_addr = mlj_smem_addr(p_s);
+  const unsigned int slot_addr = mlj_smem_addr(ring + consumer * L::kStageBytes);
+  const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
+  const Storage* q_base = static_cast<const Storage*>(p.q);
+  typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
+
+  int g = 0;  // the CTA's tile counter (the producer's)
+  for (int i = 0; i < item_count; ++i) {
+    const DecodeWork work = item_at(i);
+    const WgmmaItem<Cfg> it(p, work);
+    if (it.skip) continue;
+    const int row0 = work.row0;
+    // This item's tiles are g .. g + tiles - 1; consumer c takes those with g' % 2 == c.
+    const int first = (g % 2 == consumer) ? 0 : 1;
+    const bool consumer1_has_tiles = it.tiles > ((g % 2 == 1) ? 0 : 1);
+
+    // Stage Q (both consumers, 256 threads) once the previous item's readers are done: row r,
+    // chunk c of qk_dim / 8 -> block c / 8, swizzled.
+    mlj_named_barrier(L::kBothConsumersBarrier, 256);
+    for (int e = threadIdx.x - 128; e < N * (L::kQkDim / 8); e += 256) {
+      const int r = e / (L::kQkDim / 8);
+      const int c = e - r * (L::kQkDim / 8);
+      const int row = row0 + r;
+      Vec16 v = {{0u, 0u, 0u, 0u}};
+      if (row < it.rows_in_request) {
+        const int t = row / kHeads;
+        const int h = row - t * kHeads;
+        v = reinterpret_cast<const Vec16*>(q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim)[c];
+      }
+      *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
+    }
+    mlj_fence_proxy_async();
+    mlj_named_barrier(L::kBothConsumersBarrier, 256);
+
+    float m_run[kMyRows];
+    float l_part[kMyRows];
+    int row_kv_end[kMyRows];
+#pragma unroll
+    for (int k = 0; k < kMyRows; ++k) {
+      const int global_row = row0 + 8 * (k / 2) + 2 * (lane % 4) + k % 2;
+      m_run[k] = mlj_neg_inf();
+      l_part[k] = 0.0f;
+      row_kv_end[k] = global_row >= it.rows_in_request ? it.kv_lo  // nothing visible
+                      : Cfg::kCausal ? min_int(it.kv_hi, it.kv_len - it.q_count + global_row / kHeads + 1)
+                                     : it.kv_hi;
+    }
+    float acc[L::kVBlocks][N / 2];
+#pragma unroll
+    for (int vb = 0; vb < L::kVBlocks; ++vb)
+#pragma unroll
+      for (int j = 0; j < N / 2; ++j) acc[vb][j] = 0.0f;
+
+    for (int tile = first; tile < it.tiles; tile += 2) {
+      const int use = (g + tile) / 2;
+      mlj_mbarrier_wait(&full_bar[consumer], use & 1);
+      mlj_fence_proxy_async();
+      // Operand descriptors: one base each per tile plus constant offsets (address field, in
+      // 16-byte units). `opaque_zero` is 0 (tile < tiles) but keeps the compiler from hoisting
+      // all 68 descriptors out of the loop into 136 registers.
+      const unsigned int opaque_zero = (unsigned int)((it.tiles - 1 - tile) >> 31);
+      const unsigned long long kv_desc = mlj_wgmma_desc_sw128(slot_addr + opaque_zero, 16, 1024);
+      const unsigned long long v_desc = mlj_wgmma_desc_sw128(slot_addr + opaque_zero, L::kBlockBytes, 1024);
+      const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
+      const unsigned long long p_desc = mlj_wgmma_desc_sw128(p_addr + opaque_zero, 16, 1024);
+
+      // ---- S^T = K Q^T over the qk_dim / 64 blocks, 4 k-steps of 16 each.
+      float s[N / 2];
+#pragma unroll
+      for (int j = 0; j < N / 2; ++j) s[j] = 0.0f;
+      mlj_wgmma_fence();
+#pragma unroll
+      for (int b = 0; b < L::kQkBlocks; ++b) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          mlj_wgmma_m64k16<N, kBf16, false>(s, kv_desc + ((b * L::kBlockBytes + kk * 32) >> 4),
+                                            q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+        }
+      }
+      mlj_wgmma_commit();
+      mlj_wgmma_wait<0>();
+#pragma unroll
+      for (int j = 0; j < N / 2; ++j) mlj_fence_operand(s[j]);
+
+      // ---- softmax over the tile's tokens for each of this thread's rows.
+      const int token0 = it.kv_lo + tile * L::kTile + 16 * warp + lane / 4;  // +8 for the second token
+      float tile_max[kMyRows];
+#pragma unroll
+      for (int k = 0; k < kMyRows; ++k) {
+        float mx = mlj_neg_inf();
+#pragma unroll
+        for (int t2 = 0; t2 < 2; ++t2) {
+          const int j = 4 * (k / 2) + 2 * t2 + k % 2;
+          float v = s[j] * logit_scale;
+          if constexpr (Cfg::kLogitCap > 0.0f) v = Cfg::kLogitCap * mlj_tanh(v / Cfg::kLogitCap);
+          v *= kLog2e;
+          v = token0 + 8 * t2 < row_kv_end[k] ? v : mlj_neg_inf();
+          s[j] = v;
+          mx = fmaxf(mx, v);
+        }
+        mx = fmaxf(mx, mlj_shfl_xor(mx, 4));
+        mx = fmaxf(mx, mlj_shfl_xor(mx, 8));
+        mx = fmaxf(mx, mlj_shfl_xor(mx, 16));
+        tile_max[k] = mx;
+      }
+      if (lane < 4) {
+#pragma unroll
+        for (int k = 0; k < kMyRows; ++k) red[warp * N + 8 * (k / 2) + 2 * lane + k % 2] = tile_max[k];
+      }
+      mlj_named_barrier(1 + consumer, 128);
+      float alpha[kMyRows];
+#pragma unroll
+      for (int k = 0; k < kMyRows; ++k) {
+        const int q = 8 * (k / 2) + 2 * (lane % 4) + k % 2;
+        float m_new = m_run[k];
+#pragma unroll
+        for (int w = 0; w < 4; ++w) m_new = fmaxf(m_new, red[w * N + q]);
+        const bool any = m_new != mlj_neg_inf();  // a row that has seen no visible key keeps p = 0
+        alpha[k] = any ? mlj_exp2(m_run[k] - m_new) : 1.0f;
+        m_run[k] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int t2 = 0; t2 < 2; ++t2) {
+          const int j = 4 * (k / 2) + 2 * t2 + k % 2;
+          const float pv = any ? mlj_exp2(s[j] - m_new) : 0.0f;
+          sum += pv;
+          // P[q][token]: 128 B rows of 64 tokens, chunk token / 8 swizzled by q % 8.
+          const int token = 16 * warp + lane / 4 + 8 * t2;
+          Storage* dst = reinterpret_cast<Storage*>(p_s + sw128_offset(q, token / 8)) + token % 8;
+          *dst = kBf16 ? bf16::from_float(pv) : fp16::from_float(pv);
+        }
+        l_part[k] = l_part[k] * alpha[k] + sum;
+      }
+      mlj_fence_proxy_async();
+      mlj_named_barrier(1 + consumer, 128);  // P complete; the row maxima in `red` are read
+
+      // ---- O^T = alpha O^T + V^T P^T: v_dim / 64 blocks of 64 dims, 4 k-steps of 16 tokens.
+#pragma unroll
+      for (int vb = 0; vb < L::kVBlocks; ++vb)
+#pragma unroll
+        for (int j = 0; j < N / 2; ++j) {
+          acc[vb][j] *= alpha[2 * (j / 4) + j % 2];
+          mlj_fence_operand(acc[vb][j]);  // rescaled before the wgmmas are issued, not between them
+        }
+      mlj_wgmma_fence();
+#pragma unroll
+      for (int vb = 0; vb < L::kVBlocks; ++vb) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          mlj_wgmma_m64k16<N, kBf16, true>(acc[vb], v_desc + ((vb * L::kBlockBytes + kk * 2048) >> 4),
+                                           p_desc + ((kk * 32) >> 4), 1);
+        }
+      }
+      mlj_wgmma_commit();
+      mlj_wgmma_wait<0>();
+#pragma unroll
+      for (int vb = 0; vb < L::kVBlocks; ++vb)
+#pragma unroll
+        for (int j = 0; j < N / 2; ++j) mlj_fence_operand(acc[vb][j]);
+      // Consumer 1 keeps the slot of its last tile of the item for the hand-off.
+      const bool keep = consumer == 1 && tile + 2 >= it.tiles;
+      if (!keep) mlj_mbarrier_arrive(&empty_bar[consumer]);
+    }
+    g += it.tiles;
+
+    // ---- this consumer's row sums: lanes with the same lane % 4, then the 4 warps.
+#pragma unroll
+    for (int k = 0; k < kMyRows; ++k) {
+      float v = l_part[k];
+      v += mlj_shfl_xor(v, 4);
+      v += mlj_shfl_xor(v, 8);
+      v += mlj_shfl_xor(v, 16);
+      l_part[k] = v;
+    }
+    mlj_named_barrier(1 + consumer, 128);  // every warp is past its reads of `red`
+    if (lane < 4) {
+#pragma unroll
+      for (int k = 0; k < kMyRows; ++k) red[warp * N + 8 * (k / 2) + 2 * lane + k % 2] = l_part[k];
+    }
+    mlj_named_barrier(1 + consumer, 128);
+    if (warp == 0 && lane < 4) {
+#pragma unroll
+      for (int k = 0; k < kMyRows; ++k) {
+        const int q = 8 * (k / 2) + 2 * lane + k % 2;
+        stat[q] = m_run[k];
+        stat[N + q] = red[q] + red[N + q] + red[2 * N + q] + red[3 * N + q];
+      }
+    }
+    // Consumer 1 hands its accumulators to consumer 0 through the slot it kept, thread for
+    // thread (both warpgroups hold the same fragment layout).
+    if (consumer == 1 && consumer1_has_tiles) {
+#pragma unroll
+      for (int vb = 0; vb < L::kVBlocks; ++vb)
+#pragma unroll
+        for (int j = 0; j < N / 2; ++j) handoff[(vb * (N / 2) + j) * 128 + ct] = acc[vb][j];
+    }
+    mlj_named_barrier(L::kBothConsumersBarrier, 256);
+    if (consumer == 1) continue;
+
+    // ---- consumer 0: merge (m, l, O) of both consumers, normalise, write.
+    float scale0[kMyRows], scale1[kMyRows], lse[kMyRows];
+#pragma unroll
+    for (int k = 0; k < kMyRows; ++k) {
+      const int q = 8 * (k / 2) + 2 * (lane % 4) + k % 2;
+      const float m0 = stat[q], m1 = stat1[q];
+      const float m = fmaxf(m0, m1);
+      const bool any = m != mlj_neg_inf();
+      const float a0 = any ? mlj_exp2(m0 - m) : 0.0f;
+      const float a1 = any ? mlj_exp2(m1 - m) : 0.0f;
+      const float l = a0 * stat[N + q] + a1 * stat1[N + q];
+      const float inv_l = l > 0.0f ? p.kv_scale / l : 0.0f;
+      scale0[k] = a0 * inv_l;
+      scale1[k] = consumer1_has_tiles ? a1 * inv_l : 0.0f;
+      lse[k] = l > 0.0f ? (m + mlj_log2(l)) * kLn2 : mlj_neg_inf();
+    }
+    if (consumer1_has_tiles) {
+#pragma unroll
+      for (int vb = 0; vb < L::kVBlocks; ++vb)
+#pragma unroll
+        for (int j = 0; j < N / 2; ++j) {
+          acc[vb][j] = acc[vb][j] * scale0[2 * (j / 4) + j % 2] + handoff[(vb * (N / 2) + j) * 128 + ct] * scale1[2 * (j / 4) + j % 2];
+        }
+      mlj_mbarrier_arrive(&empty_bar[1]);  // consumer 1's kept slot is free again
+    } else {
+#pragma unroll
+      for (int vb = 0; vb < L::kVBlocks; ++vb)
+#pragma unroll
+        for (int j = 0; j < N / 2; ++j) acc[vb][j] *= scale0[2 * (j / 4) + j % 2];
+    }
+    const bool final_output = work.partial_out == nullptr;
+#pragma unroll
+    for (int k = 0; k < kMyRows; ++k) {
+      const int row = row0 + 8 * (k / 2) + 2 * (lane % 4) + k % 2;
+      if (row >= it.rows_in_request) continue;
+      const long long q_row = (long long)it.q_begin * kHeads + row;
+#pragma unroll
+      for (int vb = 0; vb < L::kVBlocks; ++vb) {
+#pragma unroll
+        for (int t2 = 0; t2 < 2; ++t2) {
+          const float o = acc[vb][4 * (k / 2) + 2 * t2 + k % 2];
+          const int dim = 64 * vb + 16 * warp + lane / 4 + 8 * t2;
+          if (final_output) {
+            out_base[q_row * L::kVDim + dim] = OutType::from_float(o);
+          } else {
+            work.partial_out[(work.partial_base + row) * L::kVDim + dim] = o;
+          }
+        }
+      }
+      if (warp == 0 && lane / 4 == 0) {
+        if (!final_output) {
+          work.partial_lse[work.partial_base + row] = lse[k];
+        } else if (Cfg::kWriteLse) {
+          p.lse[q_row] = lse[k];
+        }
+      }
+    }
+  }
+}
+
+// The CTA over its items (item_at(i), 0 <= i < item_count): barriers, then the roles.
+template <class Cfg, class Items>
+MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Items item_at) {
+  using L = WgmmaDecodeLayout<Cfg>;
+  static_assert(L::kRows == 8 || L::kRows == 16 || L::kRows == 24 || L::kRows == 32,
+                "wgmma decode: heads_per_cta must be 8, 16, 24 or 32");
+  static_assert(Cfg::kWarps == 12, "wgmma decode runs 3 warpgroups");
+  static_assert(Cfg::kTokensPerTile == L::kTile && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
+  static_assert(L::kQkDim % 64 == 0 && L::kVDim % 64 == 0, "wgmma decode needs qk_dim and v_dim multiples of 64");
+  static_assert(L::kVBlocks * (L::kRows / 2) * 128 * 4 <= L::kStageBytes, "the hand-off fits one ring slot");
+  static_assert(sizeof(typename Cfg::KvType::storage) == 2 && sizeof(typename Cfg::QType::storage) == 2,
+                "wgmma decode: 16-bit q and cache");
+  static_assert(Cfg::kRope == RopeStyle::none, "wgmma decode: no fused RoPE");
+  static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
+
+  unsigned char* raw_shared = mlj_dynamic_shared();
+  unsigned char* shared = raw_shared + ((1024 - (mlj_smem_addr(raw_shared) & 1023)) & 1023);
+  unsigned long long* full_bar = reinterpret_cast<unsigned long long*>(shared + L::kBarrierOffset);
+  unsigned long long* empty_bar = full_bar + L::kStages;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < L::kStages; ++s) {
+      mlj_mbarrier_init(&full_bar[s], 128);   // one cp.async arrival per producer thread
+      mlj_mbarrier_init(&empty_bar[s], 128);  // one arrival per consumer thread
+    }
+  }
+  mlj_barrier();
+  // Broadcast from lane 0: ptxas then knows the role is warp-uniform (wgmma must not sit on a
+  // path it considers divergent, or it serialises every wgmma).
+  const int warpgroup = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
+  if (warpgroup == 0) {
+    mlj_register_budget_lower<L::kProducerRegisters>();
+    wgmma_produce<Cfg>(p, item_count, item_at, shared, full_bar, empty_bar);
+  } else {
+    mlj_register_budget_raise<L::kConsumerRegisters>();
+    wgmma_consume<Cfg>(p, item_count, item_at, warpgroup - 1, shared, full_bar, empty_bar);
+  }
+}
+
+// Grid: x = group of kRows query rows, y = request, z = KV split; one item.
+template <class Cfg>
+MLJ_DEVICE void decode_stage1_wgmma(const MljDecodeParams& p) {
+  using L = WgmmaDecodeLayout<Cfg>;
+  DecodeWork work;
+  if (!grid_work<Cfg, L::kRows, L::kTile>(p, work)) return;
+  decode_wgmma_items<Cfg>(p, 1, [&](int) { return work; });
+}
+
+// Persistent decode: the worker's items of decode/schedule.cuh (rows_per_item == heads_per_cta).
+template <class Cfg>
+MLJ_DEVICE void decode_persistent_wgmma(const MljDecodeParams& p, const MljPersistentLayout& layout) {
+  using L = WgmmaDecodeLayout<Cfg>;
+  const int begin = layout.work_indptr[blockIdx.x];
+  const int end = layout.work_indptr[blockIdx.x + 1];
+  decode_wgmma_items<Cfg>(p, end - begin, [&](int i) { return persistent_item<L::kRows>(p, layout, begin + i); });
+}
+
+}  // namespace mlj
