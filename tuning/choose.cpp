@@ -72,6 +72,15 @@ TileConfig wgmma_model_tile(const Spec& spec) {
 }  // namespace
 
 TileConfig choose_tile(const Spec& spec, const Target& target) {
+  // sm_90a: the Hopper family wherever it serves (measured faster than mma on every suite shape
+  // it runs, bench/NOTES.md), else mma, else portable.
+  if (wgmma_family_supports(spec, target)) {
+    const TileConfig wgmma = wgmma_model_tile(spec);
+    if (decode_shared_bytes(spec, wgmma) <= target.max_shared_bytes()) {
+      validate(wgmma, spec, target);
+      return wgmma;
+    }
+  }
   if (mma_family_supports(spec, target)) {
     const TileConfig mma = mma_model_tile(spec, target);
     if (decode_shared_bytes(spec, mma) <= target.max_shared_bytes()) {

@@ -56,8 +56,9 @@ struct SplitScore {
   double cost = 0;            // stage1_cost + combine_cost
 };
 
-// Kernel shape for a spec on a target: the fastest family that serves it (mma where
-// mma_family_supports, else portable) with its heads_per_cta, tokens_per_tile, warps, stages.
+// Kernel shape for a spec on a target: the fastest family that serves it (wgmma where
+// wgmma_family_supports, else mma where mma_family_supports, else portable) with its
+// heads_per_cta, tokens_per_tile, warps, stages.
 TileConfig choose_tile(const Spec& spec, const Target& target);
 // The shape the model picks within one family; throws invalid_argument when the family cannot
 // serve the spec on this target.

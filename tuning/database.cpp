@@ -256,11 +256,13 @@ std::size_t drop_invalid_entries(Database& db, const Target& target) {
     } catch (const Error&) {
       return true;
     }
-    // fp8 caches were portable-only before the mma family read them: such a sweep never tried mma.
-    const bool swept_mma = std::any_of(e.measurements.begin(), e.measurements.end(),
-                                       [](const Measurement& m) { return m.tile.family == KernelFamily::mma; });
-    return e.spec.kv_dtype == DType::fp8_e4m3 && !e.measurements.empty() && !swept_mma &&
-           choose_tile(e.spec, target).family == KernelFamily::mma;
+    // A sweep from before the family the model now picks for this spec on this target served it
+    // (fp8 caches before the mma family read them; 16-bit specs on sm_90a before wgmma) never
+    // tried that family: its best is stale.
+    const KernelFamily family = choose_tile(e.spec, target).family;
+    const bool swept = std::any_of(e.measurements.begin(), e.measurements.end(),
+                                   [&](const Measurement& m) { return m.tile.family == family; });
+    return !e.measurements.empty() && !swept;
   });
   return before - db.entries.size();
 }

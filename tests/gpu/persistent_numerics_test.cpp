@@ -162,13 +162,22 @@ TEST(PersistentNumericsCases, CoverTheIssue) {
   EXPECT_TRUE(batches.count(1) && batches.count(1024));
   EXPECT_TRUE(zero && one && fp8);
   const Target sm90 = parse_target("sm_90a");
+  int wgmma_cases = 0;
   for (const Case& c : cases()) {
     const Spec spec = spec_of(c);
-    // Every case runs on both families: fp8 caches too (the mma family widens them per tile),
-    // except with fused RoPE, which keeps an fp8 cache on the portable family.
-    const bool portable_only = c.kv_dtype == DType::fp8_e4m3 && spec.rope != RopeStyle::none;
-    EXPECT_EQ(families_serving(spec, sm90).size(), portable_only ? 1u : 2u) << case_name(c);
+    // Every case runs on the portable and mma families: fp8 caches too (the mma family widens
+    // them per tile), except with fused RoPE, which keeps an fp8 cache on the portable family.
+    // 16-bit caches without fused RoPE also run on the wgmma family.
+    const bool fp8_cache = c.kv_dtype == DType::fp8_e4m3;
+    const bool portable_only = fp8_cache && spec.rope != RopeStyle::none;
+    const bool wgmma = !fp8_cache && spec.q_dtype == spec.kv_dtype && spec.rope == RopeStyle::none;
+    std::vector<KernelFamily> want = {KernelFamily::portable};
+    if (!portable_only) want.push_back(KernelFamily::mma);
+    if (wgmma) want.push_back(KernelFamily::wgmma);
+    EXPECT_EQ(families_serving(spec, sm90), want) << case_name(c);
+    wgmma_cases += wgmma;
   }
+  EXPECT_GE(wgmma_cases, 8);
 }
 
 // ---- the C ABI end to end -------------------------------------------------------------------

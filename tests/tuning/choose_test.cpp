@@ -5,6 +5,8 @@
 // 16 rows * (513 * 4 B fp32 partial + LSE - 512 * 2 B bf16 output) / 1152 B = 14.278 tokens.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "codegen/error.hpp"
 #include "tuning/choose.hpp"
 #include "tuning/select.hpp"

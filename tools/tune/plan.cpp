@@ -82,8 +82,23 @@ std::vector<TileConfig> tile_candidates(const Spec& spec, const Target& target, 
   auto add = [&](const TileConfig& t) {
     if (valid(t, spec, target) && std::find(tiles.begin(), tiles.end(), t) == tiles.end()) tiles.push_back(t);
   };
+  const bool wgmma = wgmma_family_supports(spec, target);
+  if (wgmma) {
+    // The model's tile first, then every rows-per-CTA (the wgmma N: 8, 16, 24, 32) up to the first
+    // that covers heads * s_q.
+    const TileConfig base = tuning::choose_tile(spec, target, KernelFamily::wgmma);
+    add(base);
+    const int rows = spec.heads * spec.s_q;
+    for (int heads_per_cta : {8, 16, 24, 32}) {
+      if (heads_per_cta - 8 >= rows) break;  // only padding rows beyond this
+      TileConfig t = base;
+      t.heads_per_cta = heads_per_cta;
+      add(t);
+    }
+  }
   const bool mma = mma_family_supports(spec, target);
-  if (mma) {
+  if (mma && wgmma && quick) add(tuning::choose_tile(spec, target, KernelFamily::mma));
+  if (mma && !(wgmma && quick)) {
     // The model's tile first, then every rows-per-CTA (16 / 32 / 64 = 1, 2, 4 mma M tiles) up to
     // the first that covers heads * s_q, x tokens per tile x stages; validation drops what does
     // not fit shared memory.
