@@ -16,7 +16,12 @@ namespace {
 constexpr std::string_view k_config_template = "decode/config.cu.in";
 constexpr std::string_view k_stub_template = "decode/stub.cu.in";
 constexpr std::string_view k_persistent_template = "decode/persistent.cu.in";
-constexpr int k_combine_threads = 128;
+// decode/combine.cuh: 2 ways of 128 threads x 16 B over a 512-column row. The minimum CTAs per SM
+// in __launch_bounds__ lets ptxas give a thread its ~70 registers (8 loads of 16 B in flight);
+// without it ptxas (CUDA 13) allots 32, too few to keep those loads live. Changing either value
+// changes generated code but no template: bump kGeneratorVersion with it (cached kernels).
+constexpr int k_combine_threads = 256;
+constexpr int k_combine_min_blocks = 2;
 constexpr int k_schedule_threads = 256;
 
 std::string_view kernel_type(DType t) { return dtype_name(t); }
@@ -99,6 +104,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"min_blocks", std::to_string(decode_ctas_per_sm(spec, tile, target))},
       {"threads", std::to_string(source.stage1_threads)},
       {"combine_threads", std::to_string(source.combine_threads)},
+      {"combine_min_blocks", std::to_string(k_combine_min_blocks)},
       {"stage1_entry", source.stage1_entry},
       {"combine_entry", source.combine_entry},
   };

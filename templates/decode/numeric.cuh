@@ -79,4 +79,19 @@ MLJ_DEVICE float warp_max(float v) {
   return v;
 }
 
+// Block-wide max (kMax) or sum of v over the kThreads threads of the CTA (a multiple of the warp
+// size; every thread calls it), the same value in every thread. scratch: kThreads / MLJ_WARP_SIZE
+// floats of shared memory, free again only after a later barrier (use another slice meanwhile).
+template <int kThreads, bool kMax>
+MLJ_DEVICE float block_reduce(float v, float* scratch) {
+  static_assert(kThreads % MLJ_WARP_SIZE == 0, "block_reduce: whole warps only");
+  v = kMax ? warp_max(v) : warp_sum(v);
+  if (threadIdx.x % MLJ_WARP_SIZE == 0) scratch[threadIdx.x / MLJ_WARP_SIZE] = v;
+  mlj_barrier();
+  float r = scratch[0];
+#pragma unroll
+  for (int w = 1; w < kThreads / MLJ_WARP_SIZE; ++w) r = kMax ? fmaxf(r, scratch[w]) : r + scratch[w];
+  return r;
+}
+
 }  // namespace mlj

@@ -4,6 +4,8 @@
 #define MLJ_DEVICE __device__ __forceinline__
 #define MLJ_GLOBAL extern "C" __global__
 #define MLJ_WARP_SIZE 64
+// A fixed-size shared-memory array declared inside a device function: MLJ_SHARED float a[N];
+#define MLJ_SHARED __shared__
 
 MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
   extern __shared__ __attribute__((aligned(16))) unsigned char mlj_shared_bytes[];

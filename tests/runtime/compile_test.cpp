@@ -129,9 +129,42 @@ int compile_every_family(const std::vector<Spec>& specs, Check check) {
 TEST(Compile, FeatureMatrixCompilesWithEveryFamilyWithoutSpills) {
   compile_every_family(feature_matrix(), [](const Target& target, const runtime::JitResult& r) {
     if (target.backend != Backend::cuda) return;
-    ASSERT_TRUE(r.code.resources.count("mla_decode_stage1")) << r.code.log;
-    EXPECT_EQ(r.code.resources.at("mla_decode_stage1").spill_stores, 0) << r.key.readable_name << " spills";
+    for (const std::string& entry : r.source.entries()) {
+      ASSERT_TRUE(r.code.resources.count(entry)) << entry << " missing: " << r.code.log;
+      EXPECT_EQ(r.code.resources.at(entry).spill_stores, 0) << r.key.readable_name << " " << entry << " spills";
+    }
   });
+}
+
+// The split-K combine and the persistent reduce (decode/combine.cuh) for kv_lora_rank 16 .. 1024:
+// no spills or local memory on either vendor, and on sm_90a more than 40 registers, i.e. room for
+// the 8 x 16-byte loads a thread keeps in flight (32 registers of values alone): the stub's
+// __launch_bounds__ minimum CTAs per SM is what gets them (ptxas otherwise allots 32).
+TEST(Compile, CombineKernelsKeepTheirLoadsInRegisters) {
+  std::vector<Spec> specs;
+  for (Op op : {Op::decode, Op::persistent_decode}) {
+    for (int rank : {16, 144, 512, 1024}) {
+      Spec s;
+      s.op = op;
+      s.kv_lora_rank = rank;
+      s.page_size = 64;
+      s.return_lse = rank == 512;
+      specs.push_back(s);
+    }
+  }
+  const int compiled = compile_every_family(specs, [](const Target& target, const runtime::JitResult& r) {
+    const std::string& entry = r.source.combine_entry;
+    ASSERT_TRUE(r.code.resources.count(entry)) << entry << " missing from " << r.key.readable_name;
+    const runtime::KernelResources& res = r.code.resources.at(entry);
+    std::printf("[ combine ] %-8s %-90s %3d registers, %d B shared\n", target.arch.c_str(), r.key.readable_name.c_str(),
+                res.registers, res.shared_bytes);
+    EXPECT_EQ(res.spill_stores, 0) << r.key.readable_name << " " << entry << " spills";
+    EXPECT_EQ(res.local_bytes, 0) << r.key.readable_name << " " << entry << " uses local memory";
+    if (target.backend == Backend::cuda) {
+      EXPECT_GT(res.registers, 40) << r.key.readable_name << " " << entry;
+    }
+  });
+  if (compiled == 0) GTEST_SKIP() << "neither NVRTC nor hipRTC found on this machine";
 }
 
 // The model's mma tile for `spec` with its shape forced.

@@ -49,7 +49,7 @@ struct HostCfg {
   static constexpr int kTokensPerTile = Tile;
   static constexpr int kWarps = Warps;
   static constexpr int kStages = 1;
-  static constexpr int kCombineThreads = 128;
+  static constexpr int kCombineThreads = 256;
 
   static Spec spec(int s_q) {
     Spec s;

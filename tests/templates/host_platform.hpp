@@ -15,6 +15,9 @@
 
 #define MLJ_DEVICE inline
 #define MLJ_WARP_SIZE 32
+// A kernel's fixed-size shared array: one per template instance and host thread, seen by every
+// fiber of the CTA being run (CTAs run one after another). Not poisoned between CTAs.
+#define MLJ_SHARED static thread_local
 
 namespace mlj_host {
 

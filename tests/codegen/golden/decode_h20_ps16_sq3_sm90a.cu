@@ -23,13 +23,13 @@ struct MljDecodeConfig {
   static constexpr int kStages = 3;
   static constexpr bool kMmaBf16 = true;
   static constexpr int kSharedBytes = 203008;
-  static constexpr int kCombineThreads = 128;
+  static constexpr int kCombineThreads = 256;
 };
 
 MLJ_GLOBAL void __launch_bounds__(256, 1) mla_decode_stage1(const MljDecodeParams p) {
   mlj::decode_stage1_mma<MljDecodeConfig>(p);
 }
 
-MLJ_GLOBAL void __launch_bounds__(128) mla_decode_combine(const MljCombineParams p) {
+MLJ_GLOBAL void __launch_bounds__(256, 2) mla_decode_combine(const MljCombineParams p) {
   mlj::decode_combine<MljDecodeConfig>(p);
 }
