@@ -28,14 +28,14 @@ Spec golden_spec() {
 }
 
 // Regenerate after an intended change with:
-//   build/mlajit gen --heads 20 --page-size 16 --sq 3 --arch sm_90a --stub > tests/codegen/golden/decode_h20_ps16_sq3_sm90a.cu
+//   build/mlajit gen --heads 20 --page-size 16 --sq 3 --arch sm_90a --family mma --stub > tests/codegen/golden/decode_h20_ps16_sq3_sm90a.cu
 TEST(Generator, StubMatchesGoldenFile) {
   const Target target = parse_target("sm_90a");
-  TileConfig tile;  // the tile the model picks for this spec on sm_90a (60 rows: one 64-row CTA)
+  TileConfig tile;  // the mma family's model tile for this spec (60 rows: one 64-row CTA)
   tile.family = KernelFamily::mma;
   tile.heads_per_cta = 64;
   tile.stages = 3;
-  EXPECT_EQ(tile, tuning::choose_tile(golden_spec(), target));
+  EXPECT_EQ(tile, tuning::choose_tile(golden_spec(), target, KernelFamily::mma));
   const Source source = generate(golden_spec(), tile, target);
   const std::string golden = read_file(std::string(MLAJIT_TEST_DATA_DIR) + "/codegen/golden/decode_h20_ps16_sq3_sm90a.cu");
   ASSERT_FALSE(golden.empty()) << "golden file missing";

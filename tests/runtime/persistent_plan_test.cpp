@@ -85,8 +85,15 @@ TEST(PersistentPlan, WorkersRowsAndWorkspaceFollowTheTile) {
   a.num_heads = 16;
   a.max_seqlen_q = 1;
   a.total_q = 64;
-  const PersistentPlan mma = plan_persistent(a, k_sm90, k_sms);
-  ASSERT_EQ(mma.tile.family, KernelFamily::mma);  // bf16 on sm_90a
+  // bf16 on sm_90a: the wgmma family, one 384-thread CTA per SM.
+  const PersistentPlan hopper = plan_persistent(a, k_sm90, k_sms);
+  ASSERT_EQ(hopper.tile.family, KernelFamily::wgmma);
+  EXPECT_EQ(hopper.shape.rows_per_item, 16);
+  EXPECT_EQ(hopper.shape.workers, k_sms);
+  EXPECT_EQ(hopper.workspace_bytes, std::size_t(hopper.layout.max_partials) * 16 * (512 + 1) * sizeof(float));
+
+  const PersistentPlan mma = plan_persistent(a, k_sm90, k_sms, tuning::choose_tile(hopper.spec, k_sm90, KernelFamily::mma));
+  ASSERT_EQ(mma.tile.family, KernelFamily::mma);
   EXPECT_EQ(mma.shape.rows_per_item, 16);
   EXPECT_EQ(mma.shape.workers, k_sms * decode_ctas_per_sm(mma.spec, mma.tile, k_sm90));
   EXPECT_EQ(mma.layout.elements()[0], 4u);

@@ -14,7 +14,10 @@
 namespace mlajit::tuning {
 namespace {
 
-const Target k_h100 = parse_target("sm_90a");
+// An H100 without its arch-specific features (sm_90): the mma family is the model's choice there.
+// k_h100a (sm_90a) adds the wgmma family, the model's choice where it serves.
+const Target k_h100 = parse_target("sm_90");
+const Target k_h100a = parse_target("sm_90a");
 
 TileConfig mma_tile() { return choose_tile(Spec{}, k_h100); }
 
@@ -175,20 +178,20 @@ TEST(ChooseTile, MmaValidationRejectsBadRowsAndOversizedTiles) {
 
 TEST(ChooseTile, WgmmaServesSixteenBitSpecsOnSm90aOnly) {
   Spec s;
-  EXPECT_TRUE(wgmma_family_supports(s, k_h100));
-  EXPECT_FALSE(wgmma_family_supports(s, parse_target("sm_90")));  // wgmma needs the arch-specific target
+  EXPECT_TRUE(wgmma_family_supports(s, k_h100a));
+  EXPECT_FALSE(wgmma_family_supports(s, k_h100));  // wgmma needs the arch-specific target
   EXPECT_FALSE(wgmma_family_supports(s, parse_target("sm_80")));
   EXPECT_FALSE(wgmma_family_supports(s, parse_target("gfx90a")));
   Spec fp8 = s;
   fp8.kv_dtype = DType::fp8_e4m3;
-  EXPECT_FALSE(wgmma_family_supports(fp8, k_h100));
+  EXPECT_FALSE(wgmma_family_supports(fp8, k_h100a));
   Spec rope = s;
   rope.rope = RopeStyle::neox;
-  EXPECT_FALSE(wgmma_family_supports(rope, k_h100));
-  EXPECT_THROW(choose_tile(fp8, k_h100, KernelFamily::wgmma), Error);
-  const std::vector<KernelFamily> families = families_serving(s, k_h100);
+  EXPECT_FALSE(wgmma_family_supports(rope, k_h100a));
+  EXPECT_THROW(choose_tile(fp8, k_h100a, KernelFamily::wgmma), Error);
+  const std::vector<KernelFamily> families = families_serving(s, k_h100a);
   EXPECT_EQ(families, (std::vector<KernelFamily>{KernelFamily::portable, KernelFamily::mma, KernelFamily::wgmma}));
-  // Not the model's default family until measured.
+  EXPECT_EQ(choose_tile(s, k_h100a).family, KernelFamily::wgmma);
   EXPECT_EQ(choose_tile(s, k_h100).family, KernelFamily::mma);
 }
 
@@ -199,29 +202,30 @@ TEST(ChooseTile, WgmmaRowsAreMultiplesOfEightBalancedUpToThirtyTwo) {
     Spec s;
     s.heads = w.heads;
     s.s_q = w.s_q;
-    const TileConfig t = choose_tile(s, k_h100, KernelFamily::wgmma);
+    const TileConfig t = choose_tile(s, k_h100a, KernelFamily::wgmma);
     SCOPED_TRACE(testing::Message() << "heads " << w.heads << " s_q " << w.s_q);
     EXPECT_EQ(t.family, KernelFamily::wgmma);
     EXPECT_EQ(t.heads_per_cta, w.rows_per_cta);
     EXPECT_EQ(t.warps, 12);
     EXPECT_EQ(t.tokens_per_tile, 64);
     EXPECT_EQ(t.stages, 2);
-    EXPECT_EQ(decode_ctas_per_sm(s, t, k_h100), 1);
+    EXPECT_EQ(decode_ctas_per_sm(s, t, k_h100a), 1);
   }
 }
 
 TEST(ChooseTile, WgmmaValidationNamesTheField) {
   Spec s;
-  TileConfig t = choose_tile(s, k_h100, KernelFamily::wgmma);
+  TileConfig t = choose_tile(s, k_h100a, KernelFamily::wgmma);
   // Hand-checked (templates/decode/wgmma.cuh, WgmmaDecodeLayout::kTotalBytes): 2 x 64-token
   // tiles, Q, P of two consumers, 2 x (4 + 2) fp32 per row, 4 mbarriers, 1 KiB alignment slack.
   EXPECT_EQ(decode_shared_bytes(s, t), 2 * 64 * 1152 + 16 * 1152 + 2 * 16 * 128 + 2 * 6 * 16 * 4 + 4 * 8 + 1024);
   const auto field_of = [&](TileConfig bad) -> std::string {
     try {
-      validate(bad, s, k_h100);
+      validate(bad, s, k_h100a);
     } catch (const Error& e) {
-      const std::string message = e.what();  // "argument: constraint (got value)"
-      return message.substr(0, message.find(':'));
+      const std::string message = e.what();  // "invalid argument 'name': constraint (got value)"
+      const std::size_t open = message.find('\'') + 1;
+      return message.substr(open, message.find('\'', open) - open);
     }
     return "";
   };

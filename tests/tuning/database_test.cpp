@@ -142,14 +142,15 @@ TEST(DatabaseJson, RejectsMismatchedKeysAndUnknownFormats) {
 TEST(DropInvalidEntries, RemovesTilesTheTargetRejects) {
   Database db = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250),
                                    entry(16, 1, 4, 32768, mma(64, 4, 33), 100)});  // 64 x 4 stages: too much shared memory
-  EXPECT_EQ(drop_invalid_entries(db, parse_target("sm_90a")), 1u);
+  EXPECT_EQ(drop_invalid_entries(db, parse_target("sm_90")), 1u);
   ASSERT_EQ(db.entries.size(), 1u);
   EXPECT_EQ(db.entries[0].shape.batch, 128);
 }
 
-// fp8-cache entries measured before the mma family read fp8 (portable candidates only) are stale:
-// dropped, so the model (mma) decides until a re-tune. Those that tried mma, 16-bit caches swept
-// portable-only and fused-RoPE fp8 specs (still portable-only) stay.
+// Entries whose sweep never tried the family the model picks for them on the target are stale:
+// dropped, so the model decides until a re-tune. fp8 caches measured before the mma family read
+// fp8 and 16-bit caches swept portable-only go; those that tried mma and fused-RoPE fp8 specs
+// (still portable-only) stay.
 TEST(DropInvalidEntries, RemovesFp8EntriesSweptWithoutTheMmaFamily) {
   const TileConfig portable = test_support::tile(KernelFamily::portable, 64, 1, 1);
   Entry stale = entry(16, 1, 128, 4096, portable, 1000);
@@ -162,9 +163,15 @@ TEST(DropInvalidEntries, RemovesFp8EntriesSweptWithoutTheMmaFamily) {
   roped.spec.rope = RopeStyle::neox;
   const Entry bf16 = entry(16, 1, 1024, 4096, portable, 700);
   Database db = measured_database({stale, swept, roped, bf16});
-  EXPECT_EQ(drop_invalid_entries(db, parse_target("sm_90a")), 1u);
-  ASSERT_EQ(db.entries.size(), 3u);
-  for (const Entry& e : db.entries) EXPECT_NE(e.shape.batch, 128);
+  EXPECT_EQ(drop_invalid_entries(db, parse_target("sm_90")), 2u);
+  ASSERT_EQ(db.entries.size(), 2u);
+  for (const Entry& e : db.entries) EXPECT_TRUE(e.shape.batch != 128 && e.shape.batch != 1024);
+  // On sm_90a the model picks wgmma for 16-bit caches: an mma-only sweep is stale there too.
+  Database hopper = measured_database({swept, entry(16, 1, 64, 4096, mma(32, 2, 1), 600)});
+  hopper.entries[0].spec.kv_dtype = DType::fp8_e4m3;
+  EXPECT_EQ(drop_invalid_entries(hopper, parse_target("sm_90a")), 1u);
+  ASSERT_EQ(hopper.entries.size(), 1u);
+  EXPECT_EQ(hopper.entries[0].spec.kv_dtype, DType::fp8_e4m3);
   // On a target where mma does not serve them (sm_86: no mma tile fits) nothing is stale.
   Database small = measured_database({stale});
   small.meta.arch = "sm_86";

@@ -74,16 +74,18 @@ TEST_F(RegistryTest, ShippedDatabasesAreEmbeddedAndOnlyMeasuredOnesAreUsed) {
   EXPECT_EQ(database_for("gfx942"), nullptr);
 }
 
+// These use sm_90 (no wgmma): their mma entries are what the model would pick there. On sm_90a
+// an entry never swept with wgmma is stale (DropInvalidEntries).
 TEST_F(RegistryTest, AUserDatabaseOverridesAndIsLoadedOnce) {
   write(dir_ / "sm_90.json", dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 3, 3), 240)})));
-  const LoadedDatabase& first = loaded_database("sm_90a");
+  const LoadedDatabase& first = loaded_database("sm_90");
   ASSERT_TRUE(first.db.has_value()) << first.description;
-  EXPECT_EQ(&loaded_database("sm_90a"), &first);  // cached
-  const Database* db = database_for("sm_90a");
+  EXPECT_EQ(&loaded_database("sm_90"), &first);  // cached
+  const Database* db = database_for("sm_90");
   ASSERT_NE(db, nullptr);
   Spec s;
   s.page_size = 64;
-  const Selection sel = select(s, parse_target("sm_90a"), DecodeShape{128, 4096, 132}, db);
+  const Selection sel = select(s, parse_target("sm_90"), DecodeShape{128, 4096, 132}, db);
   EXPECT_EQ(sel.origin, Origin::exact_bucket);
   EXPECT_EQ(sel.tile, mma(32, 3, 3));
 
@@ -92,9 +94,9 @@ TEST_F(RegistryTest, AUserDatabaseOverridesAndIsLoadedOnce) {
   const std::size_t with_user = first.db->entries.size();
   fs::remove(dir_ / "sm_90.json");
   reload_databases();
-  const Database* shipped_only = database_for("sm_90a");
+  const Database* shipped_only = database_for("sm_90");
   if (shipped_only != nullptr) {
-    const Selection after = select(s, parse_target("sm_90a"), DecodeShape{128, 4096, 132}, shipped_only);
+    const Selection after = select(s, parse_target("sm_90"), DecodeShape{128, 4096, 132}, shipped_only);
     EXPECT_FALSE(after.tile == mma(32, 3, 3) && after.origin == Origin::exact_bucket) << "the user's entry is gone";
   }
   EXPECT_TRUE(first.db.has_value());
@@ -109,7 +111,7 @@ TEST_F(RegistryTest, UserEntriesAndModelWinOverShippedOnes) {
   Database user = measured_database({entry(16, 1, 128, 4096, mma(32, 4, 1), 230)});
   user.meta.model.split_overhead_tokens = 33;
   write(dir_ / "sm_90.json", dump_database(user));
-  const LoadedDatabase loaded = load_database("sm_90a", embedded);
+  const LoadedDatabase loaded = load_database("sm_90", embedded);
   ASSERT_TRUE(loaded.db.has_value()) << loaded.description;
   ASSERT_EQ(loaded.db->entries.size(), 2u);
   EXPECT_EQ(loaded.db->entries[0].shape.batch, 4);  // shipped, bucket b2 first
@@ -126,26 +128,26 @@ TEST_F(RegistryTest, UnusableUserFilesAreIgnoredWithAReason) {
   unmeasured.meta.measured = false;
   write(dir_ / "sm_90.json", dump_database(unmeasured));
   const std::span<const EmbeddedDatabase> none;  // the user file alone decides
-  LoadedDatabase loaded = load_database("sm_90a", none);
+  LoadedDatabase loaded = load_database("sm_90", none);
   EXPECT_FALSE(loaded.db.has_value());
   EXPECT_NE(loaded.description.find("not measured on a GPU (1 entries); ignored"), std::string::npos) << loaded.description;
 
   Database other_arch = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
   other_arch.meta.arch = "sm_80";
   write(dir_ / "sm_90.json", dump_database(other_arch));
-  loaded = load_database("sm_90a", none);
+  loaded = load_database("sm_90", none);
   EXPECT_FALSE(loaded.db.has_value());
-  EXPECT_NE(loaded.description.find("made for sm_80, not sm_90a"), std::string::npos) << loaded.description;
+  EXPECT_NE(loaded.description.find("made for sm_80, not sm_90"), std::string::npos) << loaded.description;
 
   write(dir_ / "sm_90.json", "{ not json");
-  loaded = load_database("sm_90a", none);
+  loaded = load_database("sm_90", none);
   EXPECT_FALSE(loaded.db.has_value());
   EXPECT_NE(loaded.description.find("unreadable, ignored"), std::string::npos) << loaded.description;
 
   Database stale = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250),
                                       entry(16, 1, 4, 32768, mma(64, 4, 33), 100)});  // no longer fits
   write(dir_ / "sm_90.json", dump_database(stale));
-  loaded = load_database("sm_90a", none);
+  loaded = load_database("sm_90", none);
   ASSERT_TRUE(loaded.db.has_value());
   EXPECT_EQ(loaded.db->entries.size(), 1u);
   EXPECT_NE(loaded.description.find("1 entries dropped"), std::string::npos) << loaded.description;

@@ -54,10 +54,10 @@ class TuneCliTest : public ::testing::Test {
   fs::path dir_;
 };
 
-const char* k_s1 = "tune --explain --arch sm_90a --heads 16 --page-size 64 --batch 128 --context 4096";
+const char* k_s1 = "tune --explain --arch sm_90 --heads 16 --page-size 64 --batch 128 --context 4096";
 
 TEST_F(TuneCliTest, ExplainWithoutADatabaseShowsTheModel) {
-  // The shipped sm_90a database is measured; an unmeasured one named with --db leaves the model.
+  // The shipped sm_90 database is measured; an unmeasured one named with --db leaves the model.
   Database unmeasured = measured_database({entry(16, 1, 128, 4096, mma(32, 3, 3), 240, 250)});
   unmeasured.meta.measured = false;
   std::ofstream(dir_ / "unmeasured.json") << dump_database(unmeasured);
@@ -90,7 +90,7 @@ TEST_F(TuneCliTest, ExplainUsesTheUsersDatabaseOrTheOneNamed) {
             std::string::npos) << r.out;
 
   // Nearest: no bucket of the user's or the shipped database has batch 128 and context 2048.
-  r = run("tune --explain --arch sm_90a --heads 16 --page-size 64 --batch 128 --context 2048 --json");
+  r = run("tune --explain --arch sm_90 --heads 16 --page-size 64 --batch 128 --context 2048 --json");
   ASSERT_EQ(r.status, 0) << r.err;
   nlohmann::json doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["origin"], "nearest_bucket");
@@ -107,14 +107,14 @@ TEST_F(TuneCliTest, ExplainUsesTheUsersDatabaseOrTheOneNamed) {
 }
 
 TEST_F(TuneCliTest, ExplainRejectsABadSpec) {
-  const CliRun r = run("tune --explain --arch sm_90a --heads 0");
+  const CliRun r = run("tune --explain --arch sm_90 --heads 0");
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("heads"), std::string::npos) << r.err;
 }
 
 TEST_F(TuneCliTest, SimulatedShardedSweepWritesAnUnmeasuredDatabase) {
   const fs::path out = dir_ / "db" / "sm_90.json";
-  const CliRun r = run("tune --simulate --quick --arch sm_90a --devices 0,1 --json --out " + out.string());
+  const CliRun r = run("tune --simulate --quick --arch sm_90 --devices 0,1 --json --out " + out.string());
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("tune [gpu 0]"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("tune [gpu 1]"), std::string::npos) << r.err;
@@ -133,8 +133,10 @@ TEST_F(TuneCliTest, SimulatedShardedSweepWritesAnUnmeasuredDatabase) {
   }
 
   // A simulated run never lands in a measured database.
-  std::ofstream(out) << dump_database(measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)}));
-  const CliRun refused = run("tune --simulate --quick --arch sm_90a --shape S1 --out " + out.string());
+  Database measured = measured_database({entry(16, 1, 128, 4096, mma(32, 2, 2), 250)});
+  measured.meta.arch = "sm_90";
+  std::ofstream(out) << dump_database(measured);
+  const CliRun refused = run("tune --simulate --quick --arch sm_90 --shape S1 --out " + out.string());
   EXPECT_EQ(refused.status, 2) << refused.err;
   EXPECT_NE(refused.err.find("a simulated run must not be merged"), std::string::npos) << refused.err;
 }
