@@ -114,8 +114,19 @@ bool mma_family_supports(const Spec& spec, const Target& target) {
 
 bool wgmma_family_supports(const Spec& spec, const Target& target) {
   const bool sixteen_bit = spec.q_dtype == spec.kv_dtype && (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16);
-  return target.backend == Backend::cuda && target.arch == "sm_90a" && sixteen_bit && spec.rope == RopeStyle::none &&
-         spec.qk_dim() % 64 == 0 && spec.v_dim() % 64 == 0;
+  if (!(target.backend == Backend::cuda && target.arch == "sm_90a" && sixteen_bit && spec.rope == RopeStyle::none &&
+        spec.qk_dim() % 64 == 0 && spec.v_dim() % 64 == 0)) {
+    return false;
+  }
+  // Two 64-token tiles of the cache must fit with the smallest CTA (8 rows): kv_lora_rank 512
+  // leaves room for 32 rows; about 800 and wider do not fit at all.
+  TileConfig smallest;
+  smallest.family = KernelFamily::wgmma;
+  smallest.heads_per_cta = 8;
+  smallest.tokens_per_tile = 64;
+  smallest.warps = 12;
+  smallest.stages = 2;
+  return decode_shared_bytes(spec, smallest) <= target.max_shared_bytes();
 }
 
 std::vector<KernelFamily> families_serving(const Spec& spec, const Target& target) {

@@ -85,7 +85,7 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
 // Whether the matrix-core family can serve this spec on this target (dtypes, dims, arch).
 bool mma_family_supports(const Spec& spec, const Target& target);
 // Whether the Hopper family can serve this spec on this target (sm_90a, 16-bit q == cache dtype,
-// no fused RoPE, qk_dim and v_dim multiples of 64).
+// no fused RoPE, qk_dim and v_dim multiples of 64, two 64-token cache tiles fit shared memory).
 bool wgmma_family_supports(const Spec& spec, const Target& target);
 // Every kernel family that can serve the spec on the target: portable, then mma and wgmma where
 // supported.

@@ -56,8 +56,9 @@ TileConfig mma_model_tile(const Spec& spec, const Target& target) {
 }
 
 // The wgmma family's model tile: rows per CTA (the wgmma N) a multiple of 8 up to 32, balanced
-// over the fewest CTAs (20 rows -> one CTA of 24, 100 rows -> 4 x 32), 64-token tiles, 2 stages.
-TileConfig wgmma_model_tile(const Spec& spec) {
+// over the fewest CTAs (20 rows -> one CTA of 24, 100 rows -> 4 x 32), 64-token tiles, 2 stages;
+// fewer rows where a wide latent leaves less shared memory.
+TileConfig wgmma_model_tile(const Spec& spec, const Target& target) {
   TileConfig tile;
   tile.family = KernelFamily::wgmma;
   const int rows = spec.heads * spec.s_q;
@@ -66,6 +67,7 @@ TileConfig wgmma_model_tile(const Spec& spec) {
   tile.warps = 12;
   tile.tokens_per_tile = 64;
   tile.stages = 2;
+  while (tile.heads_per_cta > 8 && decode_shared_bytes(spec, tile) > target.max_shared_bytes()) tile.heads_per_cta -= 8;
   return tile;
 }
 
@@ -75,7 +77,7 @@ TileConfig choose_tile(const Spec& spec, const Target& target) {
   // sm_90a: the Hopper family wherever it serves (measured faster than mma on every suite shape
   // it runs, bench/NOTES.md), else mma, else portable.
   if (wgmma_family_supports(spec, target)) {
-    const TileConfig wgmma = wgmma_model_tile(spec);
+    const TileConfig wgmma = wgmma_model_tile(spec, target);
     if (decode_shared_bytes(spec, wgmma) <= target.max_shared_bytes()) {
       validate(wgmma, spec, target);
       return wgmma;
@@ -94,7 +96,7 @@ TileConfig choose_tile(const Spec& spec, const Target& target) {
 TileConfig choose_tile(const Spec& spec, const Target& target, KernelFamily family) {
   TileConfig tile;
   if (family == KernelFamily::mma || family == KernelFamily::wgmma) {
-    tile = family == KernelFamily::mma ? mma_model_tile(spec, target) : wgmma_model_tile(spec);
+    tile = family == KernelFamily::mma ? mma_model_tile(spec, target) : wgmma_model_tile(spec, target);
     validate(tile, spec, target);
     return tile;
   }

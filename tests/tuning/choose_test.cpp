@@ -189,6 +189,17 @@ TEST(ChooseTile, WgmmaServesSixteenBitSpecsOnSm90aOnly) {
   rope.rope = RopeStyle::neox;
   EXPECT_FALSE(wgmma_family_supports(rope, k_h100a));
   EXPECT_THROW(choose_tile(fp8, k_h100a, KernelFamily::wgmma), Error);
+  // Two 64-token tiles of a 1088-wide cache (kv_lora_rank 1024) are 272 KiB: no wgmma tile fits.
+  Spec wide = s;
+  wide.kv_lora_rank = 1024;
+  EXPECT_FALSE(wgmma_family_supports(wide, k_h100a));
+  EXPECT_EQ(choose_tile(wide, k_h100a).family, KernelFamily::mma);
+  // A 704-wide cache fits with 24 rows per CTA, not 32.
+  Spec mid = s;
+  mid.kv_lora_rank = 640;
+  mid.heads = 32;
+  ASSERT_TRUE(wgmma_family_supports(mid, k_h100a));
+  EXPECT_EQ(choose_tile(mid, k_h100a).heads_per_cta, 24);
   const std::vector<KernelFamily> families = families_serving(s, k_h100a);
   EXPECT_EQ(families, (std::vector<KernelFamily>{KernelFamily::portable, KernelFamily::mma, KernelFamily::wgmma}));
   EXPECT_EQ(choose_tile(s, k_h100a).family, KernelFamily::wgmma);
