@@ -113,8 +113,11 @@ bool mma_family_supports(const Spec& spec, const Target& target) {
 }
 
 bool wgmma_family_supports(const Spec& spec, const Target& target) {
+  // 16-bit caches need q of the same dtype; an fp8 (e4m3) cache is widened per tile to the mma
+  // dtype (mma_dtype), so q may be bf16, fp16 or fp8.
   const bool sixteen_bit = spec.q_dtype == spec.kv_dtype && (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16);
-  if (!(target.backend == Backend::cuda && target.arch == "sm_90a" && sixteen_bit && spec.rope == RopeStyle::none &&
+  const bool fp8_cache = spec.kv_dtype == DType::fp8_e4m3;
+  if (!(target.backend == Backend::cuda && target.arch == "sm_90a" && (sixteen_bit || fp8_cache) && spec.rope == RopeStyle::none &&
         spec.qk_dim() % 64 == 0 && spec.v_dim() % 64 == 0)) {
     return false;
   }
@@ -209,7 +212,8 @@ void validate_mma(const TileConfig& tile, const Spec& spec, const Target& target
 
 void validate_wgmma(const TileConfig& tile, const Spec& spec, const Target& target) {
   if (!wgmma_family_supports(spec, target)) {
-    throw_invalid("family", "wgmma needs the sm_90a target, q_dtype == kv_dtype in {bf16, fp16}, no fused rope, "
+    throw_invalid("family", "wgmma needs the sm_90a target, q_dtype == kv_dtype in {bf16, fp16} or an fp8_e4m3 "
+                  "kv_dtype, no fused rope, two 64-token tiles in shared memory, "
                   "kv_lora_rank % 64 == 0 and rope_dim % 64 == 0", "wgmma");
   }
   if (tile.heads_per_cta % 8 != 0 || tile.heads_per_cta < 8 || tile.heads_per_cta > 32) {

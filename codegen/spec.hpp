@@ -84,8 +84,8 @@ int decode_shared_bytes(const Spec& spec, const TileConfig& tile);
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target);
 // Whether the matrix-core family can serve this spec on this target (dtypes, dims, arch).
 bool mma_family_supports(const Spec& spec, const Target& target);
-// Whether the Hopper family can serve this spec on this target (sm_90a, 16-bit q == cache dtype,
-// no fused RoPE, qk_dim and v_dim multiples of 64, two 64-token cache tiles fit shared memory).
+// Whether the Hopper family can serve this spec on this target (sm_90a, 16-bit q == cache dtype or
+// an fp8 cache, no fused RoPE, qk_dim and v_dim multiples of 64, two 64-token cache tiles fit shared memory).
 bool wgmma_family_supports(const Spec& spec, const Target& target);
 // Every kernel family that can serve the spec on the target: portable, then mma and wgmma where
 // supported.

@@ -23,9 +23,15 @@
 // global tile counter: tile g of the CTA goes to slot g % 2 and consumer g % 2, across items.
 // At the end of an item consumer 1 keeps its last slot and hands its accumulators to consumer 0
 // through it; consumer 0 merges, writes, and releases that slot.
-// bf16 / fp16 q and cache of the same dtype, no fused RoPE (codegen keeps those on mma/portable).
+// Caches: bf16 / fp16 with q of the same dtype, or fp8 (e4m3) with a bf16 / fp16 / fp8 q; no fused
+// RoPE (codegen keeps that on mma / portable). An fp8 tile lands raw in its slot, column block b
+// (64 tokens x 64 B) in the upper half of block b's 8 KiB; its consumer widens it in place
+// (exactly) to the mma type's swizzled layout before the math, a few blocks a round: read the
+// raw bytes, barrier, write (a block's output overwrites only its own raw bytes). An fp8 q is
+// widened while staged.
 #pragma once
 
+#include "decode/fp8.cuh"
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
 #include "decode/rope.cuh"
@@ -45,6 +51,12 @@ struct WgmmaDecodeLayout {
   static constexpr int kVBlocks = kVDim / 64;
   static constexpr int kBlockBytes = kTile * 128;  // one column block of a KV tile
   static constexpr int kStageBytes = kQkBlocks * kBlockBytes;
+  static constexpr bool kFp8Kv = sizeof(typename Cfg::KvType::storage) == 1;
+  static constexpr bool kFp8Q = sizeof(typename Cfg::QType::storage) == 1;
+  // fp8 cache: raw column block b (kTile rows of 64 B) at kRawOffset within block b.
+  static constexpr int kRawOffset = kBlockBytes / 2;
+  static constexpr int kRawChunksPerRow = kQkDim / 16;
+  static constexpr int kWidenRound = 2;  // blocks widened per barrier round
   static constexpr int kQBlockBytes = kRows * 128;
   static constexpr int kQBytes = kQkBlocks * kQBlockBytes;
   static constexpr int kPBytes = kRows * 128;  // one consumer's P: [kRows][64 tokens] 16-bit, swizzled
@@ -93,6 +105,44 @@ struct WgmmaItem {
   }
 };
 
+// fp8 cache: consumer `consumer`'s 128 threads widen the raw tile of `slot` in place to the mma
+// type's swizzled blocks. Thread (token ct / 2, chunks 4 (ct % 2) .. +3 of each 64-element block):
+// 32 raw bytes -> four 16-byte chunks per block. kWidenRound blocks a round: every thread reads
+// their raw bytes, a named barrier, then writes them (overwriting only those blocks' raw halves).
+template <class Cfg>
+MLJ_DEVICE void wgmma_widen_fp8_tile(unsigned char* slot, int ct, int consumer) {
+  using L = WgmmaDecodeLayout<Cfg>;
+  constexpr bool kBf16 = Cfg::kMmaBf16;
+  constexpr int kRound = L::kWidenRound;
+  const int token = ct / 2;
+  const int j0 = 4 * (ct % 2);
+  const unsigned char* raw = slot + L::kRawOffset + token * 64 + j0 * 8;
+#pragma unroll
+  for (int b0 = 0; b0 < L::kQkBlocks; b0 += kRound) {
+    Vec16 r[kRound][2];
+#pragma unroll
+    for (int i = 0; i < kRound; ++i) {
+      if (b0 + i < L::kQkBlocks) {
+        r[i][0] = reinterpret_cast<const Vec16*>(raw + (b0 + i) * L::kBlockBytes)[0];
+        r[i][1] = reinterpret_cast<const Vec16*>(raw + (b0 + i) * L::kBlockBytes)[1];
+      }
+    }
+    mlj_named_barrier(1 + consumer, 128);  // this round's raw bytes are read by every thread
+#pragma unroll
+    for (int i = 0; i < kRound; ++i) {
+      if (b0 + i >= L::kQkBlocks) continue;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const Vec16& half = r[i][j / 2];
+        *reinterpret_cast<Vec16*>(slot + (b0 + i) * L::kBlockBytes + sw128_offset(token, j0 + j)) =
+            widen_e4m3x8<kBf16>(half.w[(j % 2) * 2], half.w[(j % 2) * 2 + 1]);
+      }
+    }
+  }
+  mlj_fence_proxy_async();
+  mlj_named_barrier(1 + consumer, 128);  // the widened tile is complete
+}
+
 // Producer warpgroup: streams every item's KV tiles into the ring. Thread (token tid / 8 of a
 // 16-token pass, 16-byte chunk tid % 8 of each 128 B block row); 4 passes per tile.
 template <class Cfg, class Items>
@@ -112,7 +162,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       // Page-table lookups first: their latency hides behind the wait for the slot.
       const KvStorage* source[4];
 #pragma unroll
-      for (int pass = 0; pass < 4; ++pass) {
+      for (int pass = 0; pass < (L::kFp8Kv ? 0 : 4); ++pass) {
         const int pos = it.kv_lo + tile * L::kTile + pass * 16 + tid / 8;
         source[pass] = nullptr;
         if (pos < it.kv_end) {
@@ -122,6 +172,22 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       }
       if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
       unsigned char* slot_base = ring + slot * L::kStageBytes;
+      if constexpr (L::kFp8Kv) {
+        // Raw rows, token-major: thread (token tid / 2, 16-byte chunks tid % 2, + 2, ...).
+        const int pos = it.kv_lo + tile * L::kTile + tid / 2;
+        const KvStorage* row = nullptr;
+        if (pos < it.kv_end) {
+          const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
+          row = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
+        }
+        unsigned char* dst = slot_base + L::kRawOffset + (tid / 2) * 64;
+        for (int c = tid % 2; c < L::kRawChunksPerRow; c += 2) {  // chunk c: block c / 4, 16 B piece c % 4
+          mlj_cp_async16(dst + (c / 4) * L::kBlockBytes + (c % 4) * 16, row != nullptr ? row + c * 16 : kv_base,
+                         row != nullptr ? 16 : 0);
+        }
+        mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
+        continue;
+      }
 #pragma unroll
       for (int pass = 0; pass < 4; ++pass) {
         unsigned char* dst = slot_base + sw128_offset(pass * 16 + tid / 8, chunk);
@@ -150,6 +216,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   constexpr float kLog2e = 1.4426950408889634f;
   constexpr float kLn2 = 0.6931471805599453f;
   using Storage = unsigned short;
+  using QStorage = typename Cfg::QType::storage;
   using OutType = typename Cfg::OutType;
   // Fragment coordinates (m64nNk16 accumulator): value j of a thread is M row
   // 16 * warp + lane / 4 + 8 * ((j / 2) % 2) and N column 8 * (j / 4) + 2 * (lane % 4) + j % 2.
@@ -170,7 +237,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   const unsigned int p_addr = mlj_smem_addr(p_s);
   const unsigned int slot_addr = mlj_smem_addr(ring + consumer * L::kStageBytes);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
-  const Storage* q_base = static_cast<const Storage*>(p.q);
+  const QStorage* q_base = static_cast<const QStorage*>(p.q);
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
 
   int g = 0;  // the CTA's tile counter (the producer's)
@@ -194,7 +261,14 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       if (row < it.rows_in_request) {
         const int t = row / kHeads;
         const int h = row - t * kHeads;
-        v = reinterpret_cast<const Vec16*>(q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim)[c];
+        const QStorage* q_row = q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
+        if constexpr (L::kFp8Q) {
+          // 8 fp8 elements (8 B) -> 8 mma-type elements, exactly; q_scale is applied to the logits.
+          const unsigned int* q_words = reinterpret_cast<const unsigned int*>(q_row) + c * 2;
+          v = widen_e4m3x8<kBf16>(q_words[0], q_words[1]);
+        } else {
+          v = reinterpret_cast<const Vec16*>(q_row)[c];
+        }
       }
       *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
     }
@@ -222,6 +296,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
     for (int tile = first; tile < it.tiles; tile += 2) {
       const int use = (g + tile) / 2;
       mlj_mbarrier_wait(&full_bar[consumer], use & 1);
+      if constexpr (L::kFp8Kv) wgmma_widen_fp8_tile<Cfg>(ring + consumer * L::kStageBytes, ct, consumer);
       mlj_fence_proxy_async();
       // Operand descriptors: one base each per tile plus constant offsets (address field, in
       // 16-byte units). `opaque_zero` is 0 (tile < tiles) but keeps the compiler from hoisting
@@ -435,8 +510,9 @@ MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Ite
   static_assert(Cfg::kTokensPerTile == L::kTile && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
   static_assert(L::kQkDim % 64 == 0 && L::kVDim % 64 == 0, "wgmma decode needs qk_dim and v_dim multiples of 64");
   static_assert(L::kVBlocks * (L::kRows / 2) * 128 * 4 <= L::kStageBytes, "the hand-off fits one ring slot");
-  static_assert(sizeof(typename Cfg::KvType::storage) == 2 && sizeof(typename Cfg::QType::storage) == 2,
-                "wgmma decode: 16-bit q and cache");
+  static_assert(L::kFp8Kv || (sizeof(typename Cfg::QType::storage) == 2 && sizeof(typename Cfg::KvType::storage) == 2),
+                "wgmma decode: a 16-bit cache needs a 16-bit q");
+  static_assert(!L::kFp8Kv || L::kTile * 64 <= L::kBlockBytes - L::kRawOffset, "a raw fp8 block fits its block's upper half");
   static_assert(Cfg::kRope == RopeStyle::none, "wgmma decode: no fused RoPE");
   static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
 

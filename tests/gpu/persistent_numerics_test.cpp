@@ -167,10 +167,10 @@ TEST(PersistentNumericsCases, CoverTheIssue) {
     const Spec spec = spec_of(c);
     // Every case runs on the portable and mma families: fp8 caches too (the mma family widens
     // them per tile), except with fused RoPE, which keeps an fp8 cache on the portable family.
-    // 16-bit caches without fused RoPE also run on the wgmma family.
+    // Without fused RoPE they also run on the wgmma family (fp8 caches widened per tile too).
     const bool fp8_cache = c.kv_dtype == DType::fp8_e4m3;
     const bool portable_only = fp8_cache && spec.rope != RopeStyle::none;
-    const bool wgmma = !fp8_cache && spec.q_dtype == spec.kv_dtype && spec.rope == RopeStyle::none;
+    const bool wgmma = (fp8_cache || spec.q_dtype == spec.kv_dtype) && spec.rope == RopeStyle::none;
     std::vector<KernelFamily> want = {KernelFamily::portable};
     if (!portable_only) want.push_back(KernelFamily::mma);
     if (wgmma) want.push_back(KernelFamily::wgmma);

@@ -109,9 +109,9 @@ TEST(PersistentPlan, WorkersRowsAndWorkspaceFollowTheTile) {
   EXPECT_EQ(simt.shape.rows_per_item, portable.heads_per_cta);
   EXPECT_EQ(simt.shape.workers, k_sms);  // one portable CTA per SM
 
-  a.kv_dtype = DType::fp8_e4m3;  // an fp8 cache runs on the mma family too (widened per tile)
+  a.kv_dtype = DType::fp8_e4m3;  // an fp8 cache runs on the matrix-core families too (widened per tile)
   const PersistentPlan fp8 = plan_persistent(a, k_sm90, k_sms);
-  EXPECT_EQ(fp8.tile.family, KernelFamily::mma);
+  EXPECT_EQ(fp8.tile.family, KernelFamily::wgmma);
   EXPECT_EQ(fp8.shape.rows_per_item, fp8.tile.heads_per_cta);
   EXPECT_EQ(fp8.shape.workers, k_sms * decode_ctas_per_sm(fp8.spec, fp8.tile, k_sm90));
 }

@@ -182,13 +182,26 @@ TEST(ChooseTile, WgmmaServesSixteenBitSpecsOnSm90aOnly) {
   EXPECT_FALSE(wgmma_family_supports(s, k_h100));  // wgmma needs the arch-specific target
   EXPECT_FALSE(wgmma_family_supports(s, parse_target("sm_80")));
   EXPECT_FALSE(wgmma_family_supports(s, parse_target("gfx90a")));
+  // An fp8 cache is widened per tile, with a bf16, fp16 or fp8 q; fused RoPE stays off wgmma.
   Spec fp8 = s;
   fp8.kv_dtype = DType::fp8_e4m3;
-  EXPECT_FALSE(wgmma_family_supports(fp8, k_h100a));
+  EXPECT_TRUE(wgmma_family_supports(fp8, k_h100a));
+  fp8.q_dtype = DType::fp8_e4m3;
+  EXPECT_TRUE(wgmma_family_supports(fp8, k_h100a));
   Spec rope = s;
   rope.rope = RopeStyle::neox;
   EXPECT_FALSE(wgmma_family_supports(rope, k_h100a));
-  EXPECT_THROW(choose_tile(fp8, k_h100a, KernelFamily::wgmma), Error);
+  rope.kv_dtype = DType::fp8_e4m3;
+  EXPECT_FALSE(wgmma_family_supports(rope, k_h100a));
+  EXPECT_THROW(choose_tile(rope, k_h100a, KernelFamily::wgmma), Error);
+  Spec mixed = s;
+  mixed.q_dtype = DType::fp16;  // a 16-bit cache needs q of its dtype
+  EXPECT_FALSE(wgmma_family_supports(mixed, k_h100a));
+  // fp8 with the soft-cap stops at 24 rows per CTA (registers).
+  fp8.heads = 128;
+  EXPECT_EQ(choose_tile(fp8, k_h100a).heads_per_cta, 32);
+  fp8.logit_cap = 30.0f;
+  EXPECT_EQ(choose_tile(fp8, k_h100a).heads_per_cta, 24);
   // Two 64-token tiles of a 1088-wide cache (kv_lora_rank 1024) are 272 KiB: no wgmma tile fits.
   Spec wide = s;
   wide.kv_lora_rank = 1024;

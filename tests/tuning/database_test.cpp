@@ -166,12 +166,14 @@ TEST(DropInvalidEntries, RemovesFp8EntriesSweptWithoutTheMmaFamily) {
   EXPECT_EQ(drop_invalid_entries(db, parse_target("sm_90")), 2u);
   ASSERT_EQ(db.entries.size(), 2u);
   for (const Entry& e : db.entries) EXPECT_TRUE(e.shape.batch != 128 && e.shape.batch != 1024);
-  // On sm_90a the model picks wgmma for 16-bit caches: an mma-only sweep is stale there too.
-  Database hopper = measured_database({swept, entry(16, 1, 64, 4096, mma(32, 2, 1), 600)});
-  hopper.entries[0].spec.kv_dtype = DType::fp8_e4m3;
-  EXPECT_EQ(drop_invalid_entries(hopper, parse_target("sm_90a")), 1u);
+  // On sm_90a the model picks wgmma (16-bit and fp8 caches): an mma-only sweep is stale there,
+  // one that tried wgmma is not.
+  Entry hopper_swept = entry(16, 1, 32, 4096, mma(32, 2, 1), 500);
+  hopper_swept.measurements.push_back({tuning::choose_tile(hopper_swept.spec, parse_target("sm_90a")), 520});
+  Database hopper = measured_database({swept, entry(16, 1, 64, 4096, mma(32, 2, 1), 600), hopper_swept});
+  EXPECT_EQ(drop_invalid_entries(hopper, parse_target("sm_90a")), 2u);
   ASSERT_EQ(hopper.entries.size(), 1u);
-  EXPECT_EQ(hopper.entries[0].spec.kv_dtype, DType::fp8_e4m3);
+  EXPECT_EQ(hopper.entries[0].shape.batch, 32);
   // On a target where mma does not serve them (sm_86: no mma tile fits) nothing is stale.
   Database small = measured_database({stale});
   small.meta.arch = "sm_86";
