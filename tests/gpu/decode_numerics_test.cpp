@@ -214,7 +214,8 @@ std::vector<Case> mma_row_cases() {
   return cases;
 }
 
-// fp8 (e4m3) caches on the mma family, forced (only mma runs): q bf16 / fp8 / fp16 in turn (the
+// fp8 (e4m3) caches on the mma family, forced (and on sm_90a the wgmma family with its model
+// tile): q bf16 / fp8 / fp16 in turn (the
 // fp16 cases also write fp16 output), heads 1 / 16 / 20 / 128, s_q 1 / 3 (ragged query lengths
 // on some), pages 1 / 16 / 64, ragged requests with an empty one, split-K off, auto and forced,
 // every rows x tokens x stages tile that fits (16 rows with 32- and 64-token tiles, 32 and 64
@@ -305,13 +306,17 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
   const Target target = engine->device_info().target;
   std::vector<KernelFamily> families = families_serving(spec, target);
   if (c.mma_rows > 0) {
+    // A forced mma tile: the mma family with it, and the wgmma family (its model tile) where it
+    // serves the spec too.
     if (!mma_family_supports(spec, target)) GTEST_SKIP() << "no mma family on " << target.arch;
     families = {KernelFamily::mma};
+    if (wgmma_family_supports(spec, target)) families.push_back(KernelFamily::wgmma);
   }
   for (KernelFamily family : families) {
     SCOPED_TRACE(std::string(family_name(family)));
     TileConfig tile = tuning::choose_tile(spec, target, family);
-    if (c.mma_rows > 0) {
+    const bool forced = c.mma_rows > 0 && family == KernelFamily::mma;
+    if (forced) {
       tile.heads_per_cta = c.mma_rows;
       tile.tokens_per_tile = c.mma_tokens;
       tile.stages = c.mma_stages;
@@ -323,7 +328,7 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
                 case_name(c).c_str(), std::string(family_name(family)).c_str(), run.plan.tile.num_splits,
                 cmp.max_abs_error, cmp.max_lse_error, cmp.cosine_distance);
     EXPECT_EQ(run.plan.tile.family, family);
-    if (c.mma_rows > 0) {
+    if (forced) {
       EXPECT_EQ(run.plan.tile.heads_per_cta, c.mma_rows);
     }
     EXPECT_EQ(cmp.non_finite_outputs, 0);
@@ -371,7 +376,7 @@ TEST(DecodeNumericsCount, Fp8MmaCasesCoverTheIssue) {
     const Spec spec = spec_of(c);
     EXPECT_EQ(spec.kv_dtype, DType::fp8_e4m3);
     EXPECT_TRUE(mma_family_supports(spec, sm90));
-    EXPECT_GT(c.mma_rows, 0);  // forced: only the mma family runs
+    EXPECT_GT(c.mma_rows, 0);  // forced: the mma family with this tile (plus wgmma on sm_90a)
     TileConfig tile = tuning::choose_tile(spec, sm90, KernelFamily::mma);
     tile.heads_per_cta = c.mma_rows;
     tile.tokens_per_tile = c.mma_tokens;
