@@ -253,9 +253,11 @@ TEST(Compile, Fp8CacheMmaTilesCompileWithoutSpills) {
                                    "fp8 mma ");
     }
   }
-  // The model's tiles, including fp32 output (which caps rows at 32) and the persistent walker.
+  // The model's tiles of both matrix-core families, including fp32 output (which caps mma rows at
+  // 32) and the persistent walker; on wgmma (fp8: 24 rows per CTA at most) also the soft-cap.
   for (DType q : {DType::bf16, DType::fp8_e4m3, DType::fp16}) {
     for (Op op : {Op::decode, Op::persistent_decode}) {
+      for (KernelFamily family : {KernelFamily::mma, KernelFamily::wgmma}) {
       Spec spec;
       spec.op = op;
       spec.q_dtype = q;
@@ -264,13 +266,15 @@ TEST(Compile, Fp8CacheMmaTilesCompileWithoutSpills) {
       spec.heads = 20;
       spec.s_q = 3;
       spec.return_lse = true;
-      const TileConfig tile = tuning::choose_tile(spec, target);
-      ASSERT_EQ(tile.family, KernelFamily::mma);
+      if (family == KernelFamily::wgmma && q == DType::fp16) spec.logit_cap = 30.0f;
+      const TileConfig tile = tuning::choose_tile(spec, target, family);
+      ASSERT_EQ(tile.family, family);
       runtime::JitResult r;
       ASSERT_NO_THROW(r = runtime::jit_compile(spec, tile, target, nullptr)) << kernel_base_name(spec, tile);
       for (const std::string& entry : r.source.entries()) {
         ASSERT_TRUE(r.code.resources.count(entry)) << entry;
         EXPECT_EQ(r.code.resources.at(entry).spill_stores, 0) << r.key.readable_name << " " << entry << " spills";
+      }
       }
     }
   }
