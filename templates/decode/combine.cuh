@@ -53,7 +53,6 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
   using S = CombineShape<kThreads, kVDim>;
   using Vec = FloatVec<S::kVec>;
   using OutType = typename Cfg::OutType;
-  constexpr float kLog2e = 1.4426950408889634f;
 
   MLJ_SHARED float reduce_s[2][kThreads / MLJ_WARP_SIZE];
   MLJ_SHARED float weight_s[kThreads];  // exp(lse - m) of the chunk's splits
@@ -165,7 +164,7 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
       for (int e = 0; e < S::kVec; ++e) o[g * S::kVec + e] = OutType::from_float(empty ? 0.0f : acc[i][e] / sum);
     }
   }
-  if (Cfg::kWriteLse && tid == 0) lse[out_row] = empty ? mlj_neg_inf() : m + mlj_log2(sum) * 0.6931471805599453f;
+  if (Cfg::kWriteLse && tid == 0) lse[out_row] = empty ? mlj_neg_inf() : m + mlj_log2(sum) * kLn2;
 }
 
 // Grid x = total_q * heads rows, Cfg::kCombineThreads threads: row's splits k = 0 .. num_splits-1

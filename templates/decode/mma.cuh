@@ -98,8 +98,6 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
   constexpr int kHeads = Cfg::kHeads;
   constexpr int kPageSize = Cfg::kPageSize;
   constexpr bool kBf16 = Cfg::kMmaBf16;
-  constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kLn2 = 0.6931471805599453f;
   using Storage = unsigned short;  // bf16 / fp16 bits: Q, the widened KV tile, P
   using KvStorage = typename Cfg::KvType::storage;  // the ring's elements (16-bit or fp8)
   using QStorage = typename Cfg::QType::storage;

@@ -63,6 +63,10 @@ struct fp32 {
   static MLJ_DEVICE storage from_float(float f) { return f; }
 };
 
+// Softmax runs in the log2 domain (exp2); LSEs are reported in natural log.
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
 MLJ_DEVICE int ceil_div(int a, int b) { return (a + b - 1) / b; }
 MLJ_DEVICE int min_int(int a, int b) { return a < b ? a : b; }
 MLJ_DEVICE int max_int(int a, int b) { return a > b ? a : b; }

@@ -33,8 +33,6 @@ MLJ_DEVICE void decode_portable_work(const MljDecodeParams& p, const DecodeWork&
   constexpr int kVDim = Cfg::kKvLoraRank;
   constexpr int kColsPerThread = (kVDim + kThreads - 1) / kThreads;
   constexpr int kDimPerLane = (kQkDim + MLJ_WARP_SIZE - 1) / MLJ_WARP_SIZE;
-  constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kLn2 = 0.6931471805599453f;
   using QType = typename Cfg::QType;
   using KvType = typename Cfg::KvType;
   using OutType = typename Cfg::OutType;

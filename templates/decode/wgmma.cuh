@@ -213,8 +213,6 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   constexpr int kHeads = Cfg::kHeads;
   constexpr int N = L::kRows;
   constexpr bool kBf16 = Cfg::kMmaBf16;
-  constexpr float kLog2e = 1.4426950408889634f;
-  constexpr float kLn2 = 0.6931471805599453f;
   using Storage = unsigned short;
   using QStorage = typename Cfg::QType::storage;
   using OutType = typename Cfg::OutType;

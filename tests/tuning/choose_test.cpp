@@ -251,21 +251,18 @@ TEST(ChooseTile, WgmmaValidationNamesTheField) {
     }
     return "";
   };
-  TileConfig bad = t;
-  bad.heads_per_cta = 20;
-  EXPECT_EQ(field_of(bad), "heads_per_cta");
-  bad = t;
-  bad.heads_per_cta = 64;
-  EXPECT_EQ(field_of(bad), "heads_per_cta");
-  bad = t;
-  bad.warps = 8;
-  EXPECT_EQ(field_of(bad), "warps");
-  bad = t;
-  bad.tokens_per_tile = 32;
-  EXPECT_EQ(field_of(bad), "tokens_per_tile");
-  bad = t;
-  bad.stages = 3;
-  EXPECT_EQ(field_of(bad), "stages");
+  struct Bad {
+    int TileConfig::* field;
+    int value;
+    const char* name;
+  };
+  for (const Bad b : {Bad{&TileConfig::heads_per_cta, 20, "heads_per_cta"}, Bad{&TileConfig::heads_per_cta, 64, "heads_per_cta"},
+                      Bad{&TileConfig::warps, 8, "warps"}, Bad{&TileConfig::tokens_per_tile, 32, "tokens_per_tile"},
+                      Bad{&TileConfig::stages, 3, "stages"}}) {
+    TileConfig bad = t;
+    bad.*b.field = b.value;
+    EXPECT_EQ(field_of(bad), b.name) << b.name << " = " << b.value;
+  }
   EXPECT_EQ(parse_family("wgmma"), KernelFamily::wgmma);
   EXPECT_EQ(family_name(KernelFamily::wgmma), "wgmma");
   EXPECT_THROW(parse_family("wgmm"), Error);
