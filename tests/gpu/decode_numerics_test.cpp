@@ -42,8 +42,8 @@ struct Case {
   DType kv_dtype_override = DType::fp32;  // fp32 = same as dtype
   DType q_dtype_override = DType::fp32;   // fp32 = same as dtype
   RopeStyle rope = RopeStyle::none;
-  // Forced mma tile (0 = the model's per-family choice, both families): rows per CTA, tokens per
-  // KV tile, stages. Set: only the mma family runs, with this tile.
+  // Forced mma tile (0 = the model's per-family choice, every family): rows per CTA, tokens per
+  // KV tile, stages. Set: the mma family runs with this tile (and wgmma with its model tile).
   int mma_rows = 0;
   int mma_tokens = 0;
   int mma_stages = 0;
@@ -401,6 +401,39 @@ TEST(DecodeNumericsCount, Fp8MmaCasesCoverTheIssue) {
   EXPECT_TRUE(splits.count(0) && splits.count(1) && splits.size() >= 3);
   EXPECT_EQ(q_dtypes, (std::set<DType>{DType::bf16, DType::fp16, DType::fp8_e4m3}));
   EXPECT_TRUE(empty_request && ragged_q);
+}
+
+// On sm_90a the wgmma family runs on the same odd shapes as the portable kernel: GQA 1 / 20 / 100,
+// pages 1 / 16 / 64, ragged and zero-length requests, s_q up to 8, fp8 caches, every split mode.
+TEST(DecodeNumericsCount, WgmmaRunsTheOddShapes) {
+  const Target sm90 = parse_target("sm_90a");
+  std::set<int> heads, pages, s_q;
+  int cases = 0, fp8 = 0;
+  bool empty_request = false, forced_splits = false;
+  for (const auto& list : {all_cases(), feature_cases(), mma_row_cases(), fp8_mma_cases()}) {
+    for (const Case& c : list) {
+      const Spec spec = spec_of(c);
+      const std::vector<KernelFamily> families = families_serving(spec, sm90);
+      if (std::find(families.begin(), families.end(), KernelFamily::wgmma) == families.end()) {
+        EXPECT_NE(spec.rope, RopeStyle::none) << case_name(c) << ": only fused RoPE keeps a case off wgmma";
+        continue;
+      }
+      EXPECT_NO_THROW(validate(tuning::choose_tile(spec, sm90, KernelFamily::wgmma), spec, sm90)) << case_name(c);
+      ++cases;
+      fp8 += spec.kv_dtype == DType::fp8_e4m3;
+      heads.insert(c.heads);
+      pages.insert(c.page_size);
+      s_q.insert(c.s_q);
+      empty_request |= std::count(c.kv_lens.begin(), c.kv_lens.end(), 0) > 0;
+      forced_splits |= c.splits > 1;
+    }
+  }
+  EXPECT_GE(cases, 60);
+  EXPECT_GE(fp8, 20);
+  EXPECT_TRUE(heads.count(1) && heads.count(20) && heads.count(100) && heads.count(128));
+  EXPECT_TRUE(pages.count(1) && pages.count(16) && pages.count(64));
+  EXPECT_TRUE(s_q.count(1) && s_q.count(3) && s_q.count(8));
+  EXPECT_TRUE(empty_request && forced_splits);
 }
 
 // The host side of every case (problem, reference, names) is sound without a GPU, so a GPU
