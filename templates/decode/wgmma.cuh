@@ -161,12 +161,11 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
     for (int tile = 0; tile < it.tiles; ++tile, ++g) {
       const int slot = g % L::kStages;
       const int use = g / L::kStages;
-      // Page-table lookups first: their latency hides behind the wait for the slot. 16-bit: rows
-      // of tokens pass * 16 + tid / 8; fp8: the row of token tid / 2 (source[0]).
+      // Page-table lookups first: their latency hides behind the wait for the slot.
       const KvStorage* source[4];
 #pragma unroll
-      for (int pass = 0; pass < (L::kFp8Kv ? 1 : 4); ++pass) {
-        const int pos = it.kv_lo + tile * L::kTile + (L::kFp8Kv ? tid / 2 : pass * 16 + tid / 8);
+      for (int pass = 0; pass < (L::kFp8Kv ? 0 : 4); ++pass) {
+        const int pos = it.kv_lo + tile * L::kTile + pass * 16 + tid / 8;
         source[pass] = nullptr;
         if (pos < it.kv_end) {
           const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
@@ -177,7 +176,12 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       unsigned char* slot_base = ring + slot * L::kStageBytes;
       if constexpr (L::kFp8Kv) {
         // Raw rows, token-major: thread (token tid / 2, 16-byte chunks tid % 2, + 2, ...).
-        const KvStorage* row = source[0];
+        const int pos = it.kv_lo + tile * L::kTile + tid / 2;
+        const KvStorage* row = nullptr;
+        if (pos < it.kv_end) {
+          const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
+          row = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
+        }
         unsigned char* dst = slot_base + L::kRawOffset + (tid / 2) * 64;
         for (int c = tid % 2; c < L::kRawChunksPerRow; c += 2) {  // chunk c: block c / 4, 16 B piece c % 4
           mlj_cp_async16(dst + (c / 4) * L::kBlockBytes + (c % 4) * 16, row != nullptr ? row + c * 16 : kv_base,
