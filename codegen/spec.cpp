@@ -152,6 +152,11 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
 }
 
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
+  if (tile.family == KernelFamily::wgmma && tile.heads_per_cta == 64) {
+    // Must equal WgmmaWideLayout::kTotalBytes (templates/decode/wgmma.cuh): the ring, Q of 64
+    // rows, two mbarriers per stage, 1 KiB of alignment slack.
+    return tile.stages * tile.tokens_per_tile * spec.qk_dim() * 2 + 64 * spec.qk_dim() * 2 + 2 * tile.stages * 8 + 1024;
+  }
   if (tile.family == KernelFamily::wgmma) {
     // Must equal WgmmaDecodeLayout::kTotalBytes in templates/decode/wgmma.cuh: stages KV tiles of
     // tokens_per_tile rows (qk_dim / 64 swizzled blocks of 128 B per row), Q (rows x qk_dim, 16
@@ -216,11 +221,20 @@ void validate_wgmma(const TileConfig& tile, const Spec& spec, const Target& targ
                   "kv_dtype, no fused rope, two 64-token tiles in shared memory, "
                   "kv_lora_rank % 64 == 0 and rope_dim % 64 == 0", "wgmma");
   }
-  if (tile.heads_per_cta % 8 != 0 || tile.heads_per_cta < 8 || tile.heads_per_cta > 32) {
-    throw_invalid("heads_per_cta", "must be 8, 16, 24 or 32 for the wgmma family (the wgmma N of one CTA)",
+  const bool wide = tile.heads_per_cta == 64;
+  if (!wide && (tile.heads_per_cta % 8 != 0 || tile.heads_per_cta < 8 || tile.heads_per_cta > 32)) {
+    throw_invalid("heads_per_cta", "must be 8, 16, 24, 32 (the wgmma N of one CTA) or 64 (the wide tile) for the wgmma family",
                   std::to_string(tile.heads_per_cta));
   }
-  if (tile.warps != 12) throw_invalid("warps", "must be 12 for the wgmma family (3 warpgroups)", std::to_string(tile.warps));
+  if (wide && (spec.kv_dtype == DType::fp8_e4m3 || spec.v_dim() != 512)) {
+    throw_invalid("heads_per_cta", "64 (the wide wgmma tile) needs a 16-bit cache and kv_lora_rank 512", "64");
+  }
+  const int warps = 12;
+  if (tile.warps != warps) {
+    throw_invalid("warps", fmt::format("must be {} for this wgmma tile ({})", warps,
+                                       wide ? "2 consumer warpgroups + a producer warpgroup" : "3 warpgroups"),
+                  std::to_string(tile.warps));
+  }
   if (tile.tokens_per_tile != 64) {
     throw_invalid("tokens_per_tile", "must be 64 for the wgmma family", std::to_string(tile.tokens_per_tile));
   }

@@ -500,12 +500,306 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   }
 }
 
-// The CTA over its items (item_at(i), 0 <= i < item_count): barriers, then the roles.
+// ---- 64 query rows per CTA (heads x s_q >= 64): the FlashMLA orientation ------------------------
+// 288 threads = two consumer warpgroups (warps 0-7) + one producer warp (warp 8): 224 registers a
+// thread (no setmaxnreg; a producer warpgroup would cap everyone at 168). Both consumers take
+// every tile of the same 2-slot ring (same swizzled tile layout as above):
+//   S [64 rows x 64 tokens] = Q . K_tile^T   m64n64k16, A = Q (K-major), B = the tile (K-major);
+//     computed by both warpgroups (no P hand-off); a warp owns 16 whole rows, so the softmax
+//     needs no cross-warp exchange.
+//   O [64 x 256] += P . V[:, 256 c ..]       m64n256k16, A = P from registers (the S fragment
+//     rounded to 16 bits is the A fragment), B = the tile read N-major; consumer c owns V columns
+//     [256 c, 256 c + 256): 128 fp32 accumulators a thread.
+// 16-bit q and cache only (fp8 caches stay on the narrow tiles).
+template <class Cfg>
+struct WgmmaWideLayout {
+  static constexpr int kRows = 64;
+  static constexpr int kTile = 64;
+  static constexpr int kStages = 2;
+  static constexpr int kQkDim = Cfg::kKvLoraRank + Cfg::kRopeDim;
+  static constexpr int kVDim = Cfg::kKvLoraRank;
+  static constexpr int kQkBlocks = kQkDim / 64;
+  static constexpr int kBlockBytes = kTile * 128;
+  static constexpr int kStageBytes = kQkBlocks * kBlockBytes;
+  static constexpr int kQBlockBytes = kRows * 128;
+  static constexpr int kQOffset = kStages * kStageBytes;
+  static constexpr int kBarrierOffset = kQOffset + kQkBlocks * kQBlockBytes;
+  static constexpr int kTotalBytes = kBarrierOffset + 2 * kStages * 8 + 1024;
+  static constexpr int kProducerWarp = 8;
+  static constexpr int kProducerRegisters = 56;   // 16 row pointers of the next tile
+  static constexpr int kConsumerRegisters = 224;  // 56 + 2 x 224 = 3 x 168
+  static constexpr int kConsumerThreads = 256;
+};
+
 template <class Cfg, class Items>
-MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Items item_at) {
+MLJ_DEVICE void wgmma_wide_produce(const MljDecodeParams& p, int item_count, Items item_at, unsigned char* ring,
+                                   unsigned long long* full_bar, unsigned long long* empty_bar) {
+  using L = WgmmaWideLayout<Cfg>;
+  using KvStorage = typename Cfg::KvType::storage;
+  const int lane = threadIdx.x % 32;
+  const int chunk = lane % 8;
+  const KvStorage* kv_base = static_cast<const KvStorage*>(p.kv);
+  int g = 0;
+  for (int i = 0; i < item_count; ++i) {
+    const WgmmaItem<Cfg> it(p, item_at(i));
+    for (int tile = 0; tile < it.tiles; ++tile, ++g) {
+      const int slot = g % L::kStages;
+      const int use = g / L::kStages;
+      // Lane (token 4 pass + lane / 8, chunk lane % 8 of each 128 B block row), 16 passes.
+      const KvStorage* source[16];
+#pragma unroll
+      for (int pass = 0; pass < 16; ++pass) {
+        const int pos = it.kv_lo + tile * L::kTile + pass * 4 + lane / 8;
+        source[pass] = nullptr;
+        if (pos < it.kv_end) {
+          const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
+          source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
+        }
+      }
+      if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
+      unsigned char* slot_base = ring + slot * L::kStageBytes;
+#pragma unroll
+      for (int pass = 0; pass < 16; ++pass) {
+        unsigned char* dst = slot_base + sw128_offset(pass * 4 + lane / 8, chunk);
+#pragma unroll
+        for (int b = 0; b < L::kQkBlocks; ++b) {
+          const KvStorage* src = source[pass] != nullptr ? source[pass] + b * 64 + chunk * 8 : kv_base;
+          mlj_cp_async16(dst + b * L::kBlockBytes, src, source[pass] != nullptr ? 16 : 0);
+        }
+      }
+      mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
+    }
+  }
+  mlj_cp_async_wait_all();
+}
+
+template <class Cfg, class Items>
+MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Items item_at, int consumer,
+                                   unsigned char* shared, unsigned long long* full_bar, unsigned long long* empty_bar) {
+  using L = WgmmaWideLayout<Cfg>;
+  constexpr int kHeads = Cfg::kHeads;
+  constexpr bool kBf16 = Cfg::kMmaBf16;
+  using Storage = unsigned short;
+  using OutType = typename Cfg::OutType;
+  const int ct = threadIdx.x % 128;
+  const int warp = ct / 32;
+  const int lane = ct % 32;
+  unsigned char* ring = shared;
+  unsigned char* q_s = shared + L::kQOffset;
+  const unsigned int q_addr = mlj_smem_addr(q_s);
+  const unsigned int ring_addr = mlj_smem_addr(ring);
+  const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
+  const Storage* q_base = static_cast<const Storage*>(p.q);
+  typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
+  // This thread's rows (of the CTA's 64): 16 warp + lane / 4 and + 8; accumulator value j of an
+  // m64nNk16 fragment is row (j / 2) % 2 of those, column 8 (j / 4) + 2 (lane % 4) + j % 2.
+  const int my_row[2] = {16 * warp + lane / 4, 16 * warp + lane / 4 + 8};
+
+  int g = 0;
+  for (int i = 0; i < item_count; ++i) {
+    const DecodeWork work = item_at(i);
+    const WgmmaItem<Cfg> it(p, work);
+    if (it.skip) continue;
+    const int row0 = work.row0;
+
+    mlj_named_barrier(1, L::kConsumerThreads);  // the previous item's readers of Q are done
+    for (int e = threadIdx.x; e < L::kRows * (L::kQkDim / 8); e += L::kConsumerThreads) {
+      const int r = e / (L::kQkDim / 8);
+      const int c = e - r * (L::kQkDim / 8);
+      const int row = row0 + r;
+      Vec16 v = {{0u, 0u, 0u, 0u}};
+      if (row < it.rows_in_request) {
+        const int t = row / kHeads;
+        const int h = row - t * kHeads;
+        v = reinterpret_cast<const Vec16*>(q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim)[c];
+      }
+      *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
+    }
+    mlj_fence_proxy_async();
+    mlj_named_barrier(1, L::kConsumerThreads);
+
+    float m_run[2], l_part[2];
+    int row_kv_end[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int global_row = row0 + my_row[h];
+      m_run[h] = mlj_neg_inf();
+      l_part[h] = 0.0f;
+      row_kv_end[h] = global_row >= it.rows_in_request ? it.kv_lo
+                      : Cfg::kCausal ? min_int(it.kv_hi, it.kv_len - it.q_count + global_row / kHeads + 1)
+                                     : it.kv_hi;
+    }
+    float o[128];
+#pragma unroll
+    for (int j = 0; j < 128; ++j) o[j] = 0.0f;
+
+    for (int tile = 0; tile < it.tiles; ++tile) {
+      const int slot = (g + tile) % L::kStages;
+      const int use = (g + tile) / L::kStages;
+      mlj_mbarrier_wait(&full_bar[slot], use & 1);
+      mlj_fence_proxy_async();
+      const unsigned int opaque_zero = (unsigned int)((it.tiles - 1 - tile) >> 31);  // see the narrow consumer
+      const unsigned int slot_addr = ring_addr + slot * L::kStageBytes + opaque_zero;
+      const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
+      const unsigned long long k_desc = mlj_wgmma_desc_sw128(slot_addr, 16, 1024);
+      const unsigned long long v_desc = mlj_wgmma_desc_sw128(slot_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
+
+      // ---- S = Q K^T
+      float s[32];
+#pragma unroll
+      for (int j = 0; j < 32; ++j) s[j] = 0.0f;
+      mlj_wgmma_fence();
+#pragma unroll
+      for (int b = 0; b < L::kQkBlocks; ++b) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          mlj_wgmma_m64n64k16_ss<kBf16>(s, q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4),
+                                        k_desc + ((b * L::kBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+        }
+      }
+      mlj_wgmma_commit();
+      mlj_wgmma_wait<0>();
+#pragma unroll
+      for (int j = 0; j < 32; ++j) mlj_fence_operand(s[j]);
+
+      // ---- softmax of this thread's two rows over its 16 tokens each, then the 4 lanes of the row
+      const int tile_start = it.kv_lo + tile * L::kTile;
+      float alpha[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        float mx = mlj_neg_inf();
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int j = 4 * c + 2 * h + e;
+            float v = s[j] * logit_scale;
+            if constexpr (Cfg::kLogitCap > 0.0f) v = Cfg::kLogitCap * mlj_tanh(v / Cfg::kLogitCap);
+            v *= kLog2e;
+            v = tile_start + 8 * c + 2 * (lane % 4) + e < row_kv_end[h] ? v : mlj_neg_inf();
+            s[j] = v;
+            mx = fmaxf(mx, v);
+          }
+        }
+        mx = fmaxf(mx, mlj_shfl_xor(mx, 1));
+        mx = fmaxf(mx, mlj_shfl_xor(mx, 2));
+        const float m_new = fmaxf(m_run[h], mx);
+        const bool any = m_new != mlj_neg_inf();
+        alpha[h] = any ? mlj_exp2(m_run[h] - m_new) : 1.0f;
+        m_run[h] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int j = 4 * c + 2 * h + e;
+            s[j] = any ? mlj_exp2(s[j] - m_new) : 0.0f;
+            sum += s[j];
+          }
+        }
+        l_part[h] = l_part[h] * alpha[h] + sum;
+      }
+
+      // ---- O = alpha O + P V[:, 256 consumer ..]
+#pragma unroll
+      for (int j = 0; j < 128; ++j) {
+        o[j] *= alpha[(j / 2) % 2];
+        mlj_fence_operand(o[j]);
+      }
+      mlj_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const unsigned int a[4] = {mlj_pack2<kBf16>(s[8 * kk + 0], s[8 * kk + 1]), mlj_pack2<kBf16>(s[8 * kk + 2], s[8 * kk + 3]),
+                                   mlj_pack2<kBf16>(s[8 * kk + 4], s[8 * kk + 5]), mlj_pack2<kBf16>(s[8 * kk + 6], s[8 * kk + 7])};
+        mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a, v_desc + ((kk * 2048) >> 4));
+      }
+      mlj_wgmma_commit();
+      mlj_wgmma_wait<0>();
+#pragma unroll
+      for (int j = 0; j < 128; ++j) mlj_fence_operand(o[j]);
+      mlj_mbarrier_arrive(&empty_bar[slot]);
+    }
+    g += it.tiles;
+
+    // ---- normalise and write this consumer's 256 columns; consumer 0 writes the LSE
+    float inv_l[2], lse[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float l = l_part[h];
+      l += mlj_shfl_xor(l, 1);
+      l += mlj_shfl_xor(l, 2);
+      inv_l[h] = l > 0.0f ? p.kv_scale / l : 0.0f;
+      lse[h] = l > 0.0f ? (m_run[h] + mlj_log2(l)) * kLn2 : mlj_neg_inf();
+    }
+    const bool final_output = work.partial_out == nullptr;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int row = row0 + my_row[h];
+      if (row >= it.rows_in_request) continue;
+      const long long q_row = (long long)it.q_begin * kHeads + row;
+#pragma unroll
+      for (int c = 0; c < 32; ++c) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float v = o[4 * c + 2 * h + e] * inv_l[h];
+          const int dim = 256 * consumer + 8 * c + 2 * (lane % 4) + e;
+          if (final_output) {
+            out_base[q_row * L::kVDim + dim] = OutType::from_float(v);
+          } else {
+            work.partial_out[(work.partial_base + row) * L::kVDim + dim] = v;
+          }
+        }
+      }
+      if (consumer == 0 && lane % 4 == 0) {
+        if (!final_output) {
+          work.partial_lse[work.partial_base + row] = lse[h];
+        } else if (Cfg::kWriteLse) {
+          p.lse[q_row] = lse[h];
+        }
+      }
+    }
+  }
+}
+
+template <class Cfg, class Items>
+MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count, Items item_at) {
+  using L = WgmmaWideLayout<Cfg>;
+  static_assert(Cfg::kWarps == 12, "64-row wgmma decode runs 2 consumer warpgroups and a producer warpgroup");
+  static_assert(Cfg::kTokensPerTile == L::kTile && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
+  static_assert(L::kVDim == 512, "64-row wgmma decode: two warpgroups of 256 V columns");
+  static_assert(L::kQkDim % 64 == 0, "wgmma decode needs qk_dim a multiple of 64");
+  static_assert(sizeof(typename Cfg::QType::storage) == 2 && sizeof(typename Cfg::KvType::storage) == 2,
+                "64-row wgmma decode: 16-bit q and cache");
+  static_assert(Cfg::kRope == RopeStyle::none, "wgmma decode: no fused RoPE");
+  static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
+  unsigned char* raw_shared = mlj_dynamic_shared();
+  unsigned char* shared = raw_shared + ((1024 - (mlj_smem_addr(raw_shared) & 1023)) & 1023);
+  unsigned long long* full_bar = reinterpret_cast<unsigned long long*>(shared + L::kBarrierOffset);
+  unsigned long long* empty_bar = full_bar + L::kStages;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < L::kStages; ++s) {
+      mlj_mbarrier_init(&full_bar[s], 32);                      // one cp.async arrival per producer lane
+      mlj_mbarrier_init(&empty_bar[s], L::kConsumerThreads);    // both consumers release every slot
+    }
+  }
+  mlj_barrier();
+  const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0);
+  if (warp >= 8) {
+    // The producer warpgroup: registers to the consumers; one warp issues the copies.
+    mlj_register_budget_lower<L::kProducerRegisters>();
+    if (warp == L::kProducerWarp) wgmma_wide_produce<Cfg>(p, item_count, item_at, shared, full_bar, empty_bar);
+  } else {
+    mlj_register_budget_raise<L::kConsumerRegisters>();
+    wgmma_wide_consume<Cfg>(p, item_count, item_at, warp / 4, shared, full_bar, empty_bar);
+  }
+}
+
+// The narrow tiles (8-32 rows): producer warpgroup, consumers on alternate tiles.
+template <class Cfg, class Items>
+MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_count, Items item_at) {
   using L = WgmmaDecodeLayout<Cfg>;
   static_assert(L::kRows == 8 || L::kRows == 16 || L::kRows == 24 || L::kRows == 32,
-                "wgmma decode: heads_per_cta must be 8, 16, 24 or 32");
+                "wgmma decode: heads_per_cta must be 8, 16, 24, 32 (or 64: the wide tile)");
   static_assert(Cfg::kWarps == 12, "wgmma decode runs 3 warpgroups");
   static_assert(Cfg::kTokensPerTile == L::kTile && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
   static_assert(L::kQkDim % 64 == 0 && L::kVDim % 64 == 0, "wgmma decode needs qk_dim and v_dim multiples of 64");
@@ -536,6 +830,16 @@ MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Ite
   } else {
     mlj_register_budget_raise<L::kConsumerRegisters>();
     wgmma_consume<Cfg>(p, item_count, item_at, warpgroup - 1, shared, full_bar, empty_bar);
+  }
+}
+
+// The CTA over its items (item_at(i), 0 <= i < item_count): barriers, then the roles.
+template <class Cfg, class Items>
+MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Items item_at) {
+  if constexpr (Cfg::kHeadsPerCta == 64) {
+    decode_wgmma_wide_items<Cfg>(p, item_count, item_at);
+  } else {
+    decode_wgmma_narrow_items<Cfg>(p, item_count, item_at);
   }
 }
 

@@ -225,6 +225,54 @@ TEST(Compile, MultiRowMmaTilesCompileWithoutSpills) {
   }
 }
 
+// The wide wgmma tile (64 rows: 2 consumer warpgroups on every tile, m64n64 S, m64n256 RS PV)
+// compiles for sm_90a without spills with bf16 / fp16, LSE, the soft-cap, fp32 output, s_q > 1
+// and the persistent walker.
+TEST(Compile, WideWgmmaTilesCompileWithoutSpills) {
+  const Target target = parse_target("sm_90a");
+  skip_without_compiler(target.backend);
+  int i = 0;
+  for (int round = 0; round < 2; ++round) {  // pages 64 and 1 alternate
+    for (int variant = 0; variant < 3; ++variant, ++i) {
+      Spec spec;
+      spec.heads = variant == 0 ? 128 : 64;
+      spec.s_q = variant == 2 ? 2 : 1;
+      spec.page_size = i % 2 == 0 ? 64 : 1;
+      if (variant == 1) {
+        spec.q_dtype = spec.kv_dtype = DType::fp16;
+        spec.out_dtype = DType::fp32;
+        spec.return_lse = true;
+      } else if (variant == 2) {
+        spec.logit_cap = 30.0f;
+        spec.return_lse = true;
+      }
+      TileConfig tile = tuning::choose_tile(spec, target, KernelFamily::wgmma);
+      tile.heads_per_cta = 64;
+      ASSERT_NO_THROW(validate(tile, spec, target)) << kernel_base_name(spec, tile);
+      expect_stage1_compiles_clean(spec, tile, target, "wgmma 64");
+    }
+  }
+  Spec persistent;
+  persistent.op = Op::persistent_decode;
+  persistent.heads = 128;
+  persistent.s_q = 2;
+  persistent.return_lse = true;
+  TileConfig wide = tuning::choose_tile(persistent, target, KernelFamily::wgmma);
+  wide.heads_per_cta = 64;
+  runtime::JitResult r;
+  ASSERT_NO_THROW(r = runtime::jit_compile(persistent, wide, target, nullptr));
+  for (const std::string& entry : r.source.entries()) {
+    ASSERT_TRUE(r.code.resources.count(entry)) << entry;
+    EXPECT_EQ(r.code.resources.at(entry).spill_stores, 0) << r.key.readable_name << " " << entry << " spills";
+  }
+  Spec fp8;
+  fp8.kv_dtype = DType::fp8_e4m3;
+  fp8.heads = 128;
+  TileConfig tile = tuning::choose_tile(fp8, target, KernelFamily::wgmma);
+  tile.heads_per_cta = 64;
+  EXPECT_THROW(validate(tile, fp8, target), Error);  // fp8 stays on the narrow tiles
+}
+
 // fp8 (e4m3) caches on the mma family: every q dtype (bf16, fp16, fp8) at 16 / 32 / 64 rows (1, 2,
 // 4 M tiles), 32- and 64-token tiles where they fit, compile for sm_90a without spills; so do the
 // model's tiles with LSE, s_q 3, page 1 and fp32 output. Every e4m3 value is exact in the mma type.

@@ -95,6 +95,11 @@ std::vector<TileConfig> tile_candidates(const Spec& spec, const Target& target, 
       t.heads_per_cta = heads_per_cta;
       add(t);
     }
+    if (rows >= 48) {  // the wide tile: 64 rows, 2 consumer warpgroups + a producer warpgroup
+      TileConfig t = base;
+      t.heads_per_cta = 64;
+      add(t);
+    }
   }
   const bool mma = mma_family_supports(spec, target);
   if (mma && wgmma && quick) add(tuning::choose_tile(spec, target, KernelFamily::mma));
