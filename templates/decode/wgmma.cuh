@@ -526,7 +526,7 @@ struct WgmmaWideLayout {
   static constexpr int kBarrierOffset = kQOffset + kQkBlocks * kQBlockBytes;
   static constexpr int kTotalBytes = kBarrierOffset + 2 * kStages * 8 + 1024;
   static constexpr int kProducerWarp = 8;
-  static constexpr int kProducerRegisters = 56;   // 16 row pointers of the next tile
+  static constexpr int kProducerRegisters = 56;   // 8 row pointers at a time
   static constexpr int kConsumerRegisters = 224;  // 56 + 2 x 224 = 3 x 168
   static constexpr int kConsumerThreads = 256;
 };
@@ -545,26 +545,30 @@ MLJ_DEVICE void wgmma_wide_produce(const MljDecodeParams& p, int item_count, Ite
     for (int tile = 0; tile < it.tiles; ++tile, ++g) {
       const int slot = g % L::kStages;
       const int use = g / L::kStages;
-      // Lane (token 4 pass + lane / 8, chunk lane % 8 of each 128 B block row), 16 passes.
-      const KvStorage* source[16];
-#pragma unroll
-      for (int pass = 0; pass < 16; ++pass) {
-        const int pos = it.kv_lo + tile * L::kTile + pass * 4 + lane / 8;
-        source[pass] = nullptr;
-        if (pos < it.kv_end) {
-          const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
-          source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
-        }
-      }
-      if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
+      // Lane (token 4 pass + lane / 8, chunk lane % 8 of each 128 B block row), 16 passes in two
+      // halves of 8 row pointers (the first half's lookups hide behind the wait for the slot).
       unsigned char* slot_base = ring + slot * L::kStageBytes;
 #pragma unroll
-      for (int pass = 0; pass < 16; ++pass) {
-        unsigned char* dst = slot_base + sw128_offset(pass * 4 + lane / 8, chunk);
+      for (int half = 0; half < 2; ++half) {
+        const KvStorage* source[8];
 #pragma unroll
-        for (int b = 0; b < L::kQkBlocks; ++b) {
-          const KvStorage* src = source[pass] != nullptr ? source[pass] + b * 64 + chunk * 8 : kv_base;
-          mlj_cp_async16(dst + b * L::kBlockBytes, src, source[pass] != nullptr ? 16 : 0);
+        for (int k = 0; k < 8; ++k) {
+          const int pos = it.kv_lo + tile * L::kTile + (half * 8 + k) * 4 + lane / 8;
+          source[k] = nullptr;
+          if (pos < it.kv_end) {
+            const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
+            source[k] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
+          }
+        }
+        if (half == 0 && use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          unsigned char* dst = slot_base + sw128_offset((half * 8 + k) * 4 + lane / 8, chunk);
+#pragma unroll
+          for (int b = 0; b < L::kQkBlocks; ++b) {
+            const KvStorage* src = source[k] != nullptr ? source[k] + b * 64 + chunk * 8 : kv_base;
+            mlj_cp_async16(dst + b * L::kBlockBytes, src, source[k] != nullptr ? 16 : 0);
+          }
         }
       }
       mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
@@ -706,13 +710,16 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         o[j] *= alpha[(j / 2) % 2];
         mlj_fence_operand(o[j]);
       }
-      mlj_wgmma_fence();
+      // P as the A fragments of the 4 k-steps (16 tokens each), all written before the fence.
+      unsigned int a[4][4];
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        const unsigned int a[4] = {mlj_pack2<kBf16>(s[8 * kk + 0], s[8 * kk + 1]), mlj_pack2<kBf16>(s[8 * kk + 2], s[8 * kk + 3]),
-                                   mlj_pack2<kBf16>(s[8 * kk + 4], s[8 * kk + 5]), mlj_pack2<kBf16>(s[8 * kk + 6], s[8 * kk + 7])};
-        mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a, v_desc + ((kk * 2048) >> 4));
+#pragma unroll
+        for (int r = 0; r < 4; ++r) a[kk][r] = mlj_pack2<kBf16>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
       }
+      mlj_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a[kk], v_desc + ((kk * 2048) >> 4));
       mlj_wgmma_commit();
       mlj_wgmma_wait<0>();
 #pragma unroll
