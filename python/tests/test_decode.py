@@ -38,10 +38,10 @@ TOLERANCE = {
 
 
 def p_rounding_atol(q_dtype, max_abs_v):
-    """The matrix-core (mma) family rounds P to its 16-bit operand type before P @ V (fp16 when q is
-    fp16, else bf16: an fp8 q or KV cache is widened to bf16); the C ABI does not say which family
-    ran, so allow it always, as the C++ gpu tier does for that family: 2^-9 (bf16) or 2^-12
-    (fp16) relative to the largest |V| element (dequantised)."""
+    """The matrix-core families (mma, wgmma) round P to their 16-bit operand type before P @ V
+    (fp16 when q is fp16, else bf16: an fp8 q or KV cache is widened to bf16); the C ABI does not
+    say which family ran, so allow it always, as the C++ gpu tier does for those families: 2^-9
+    (bf16) or 2^-12 (fp16) relative to the largest |V| element (dequantised)."""
     return (2.0 ** -12 if q_dtype == torch.float16 else 2.0 ** -9) * max_abs_v
 LSE_TOLERANCE = dict(atol=1e-4, rtol=1e-5)
 

@@ -71,9 +71,8 @@ struct WgmmaDecodeLayout {
   static constexpr int kStatOffset = kRedOffset + 2 * kRedFloats * 4;
   static constexpr int kBarrierOffset = kStatOffset + 2 * kStatFloats * 4;
   static constexpr int kTotalBytes = kBarrierOffset + 2 * kStages * 8 + 1024;
-  // Register budgets (setmaxnreg): 128 x 40 + 256 x 232 <= 64 K registers. ptxas still compiles
-  // every role within the 168 registers a thread of a 384-thread CTA has, so the consumers are
-  // written to fit that (bench/NOTES.md, "wgmma family").
+  // Register budgets (setmaxnreg): 40 + 2 x 232 = 3 x 168, the launch-time average of a
+  // 384-thread CTA. ptxas allocates each role within its budget.
   static constexpr int kProducerRegisters = 40;
   static constexpr int kConsumerRegisters = 232;
   // Named barriers: 0 is __syncthreads; consumer c uses 1 + c; both consumers 3.
