@@ -47,6 +47,8 @@ struct Case {
   int mma_rows = 0;
   int mma_tokens = 0;
   int mma_stages = 0;
+  // Forced wgmma rows per CTA (64: the wide tile); set: only the wgmma family runs, with them.
+  int wgmma_rows = 0;
 };
 
 std::string case_name(const Case& c) {
@@ -58,6 +60,7 @@ std::string case_name(const Case& c) {
   if (c.rope != RopeStyle::none) name += "_rope" + std::string(rope_style_name(c.rope));
   if (!c.q_lens.empty()) name += "_raggedq";
   if (c.mma_rows > 0) name += fmt::format("_mmahc{}_bn{}_st{}", c.mma_rows, c.mma_tokens, c.mma_stages);
+  if (c.wgmma_rows > 0) name += fmt::format("_wghc{}", c.wgmma_rows);
   int longest = 0;
   for (int len : c.kv_lens) longest = std::max(longest, len);
   return name + fmt::format("_kv{}", longest);
@@ -156,6 +159,40 @@ std::vector<Case> feature_cases() {
 // 16 / 64, ragged requests (empty, one key, a partial page, long), split-K off, forced and auto,
 // fused RoPE, soft-cap and fp16 on some; tile shapes 32 x 32 x 4, 32 x 64 x 2, 64 x 32 x 3 and
 // 64 x 32 x 2 (rows x tokens x stages); and 16-row CTAs on heads 20 / 100.
+// The wide wgmma tile (64 rows per CTA), forced: heads 64 / 100 / 128 and 20 x s_q 4, s_q 1-3,
+// pages 1 / 16 / 64, bf16 / fp16, split-K off, auto and forced, ragged query lengths, empty and
+// one-token requests, soft-cap, non-causal, LSE.
+std::vector<Case> wide_wgmma_cases() {
+  const int pages[] = {1, 16, 64};
+  const int split_choices[] = {1, 0, 4};
+  std::vector<Case> cases;
+  int i = 0;
+  for (int heads : {64, 100, 128, 20}) {
+    for (int s_q : {1, 2, 3}) {
+      if (heads == 20 && s_q < 3) continue;  // 20 x 3 = 60 rows: one wide CTA, padded
+      if (heads * s_q > 256) continue;
+      Case c;
+      c.heads = heads;
+      c.s_q = s_q;
+      c.page_size = pages[i % 3];
+      c.dtype = i % 3 == 2 ? DType::fp16 : DType::bf16;
+      c.splits = split_choices[i % 3];
+      c.lse = true;
+      c.kv_lens = {0, 1, c.page_size + 3, 203, 600};
+      if (s_q > 1 && i % 2 == 0) {
+        c.q_lens.assign(c.kv_lens.size(), s_q);
+        c.q_lens[2] = s_q - 1;
+      }
+      c.causal = i % 4 != 3;
+      c.logit_cap = i % 3 == 1 ? 25.0f : 0.0f;
+      c.wgmma_rows = 64;
+      cases.push_back(c);
+      ++i;
+    }
+  }
+  return cases;
+}
+
 std::vector<Case> mma_row_cases() {
   struct Tile {
     int rows, tokens, stages;
@@ -312,6 +349,10 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
     families = {KernelFamily::mma};
     if (wgmma_family_supports(spec, target)) families.push_back(KernelFamily::wgmma);
   }
+  if (c.wgmma_rows > 0) {
+    if (!wgmma_family_supports(spec, target)) GTEST_SKIP() << "no wgmma family on " << target.arch;
+    families = {KernelFamily::wgmma};
+  }
   for (KernelFamily family : families) {
     SCOPED_TRACE(std::string(family_name(family)));
     TileConfig tile = tuning::choose_tile(spec, target, family);
@@ -321,6 +362,7 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
       tile.tokens_per_tile = c.mma_tokens;
       tile.stages = c.mma_stages;
     }
+    if (c.wgmma_rows > 0) tile.heads_per_cta = c.wgmma_rows;
     const tools::DeviceRun run = tools::run_on_device(*engine, problem, c.splits, tile);
     const tools::Tolerance tol = tools::tolerance_for(spec, family, max_v);
     const reference::Comparison cmp = reference::compare(want, run.out, c.lse ? &run.lse : nullptr, tol.atol, tol.rtol);
@@ -330,6 +372,9 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
     EXPECT_EQ(run.plan.tile.family, family);
     if (forced) {
       EXPECT_EQ(run.plan.tile.heads_per_cta, c.mma_rows);
+    }
+    if (c.wgmma_rows > 0) {
+      EXPECT_EQ(run.plan.tile.heads_per_cta, c.wgmma_rows);
     }
     EXPECT_EQ(cmp.non_finite_outputs, 0);
     EXPECT_EQ(cmp.mismatches, 0) << "max abs error " << cmp.max_abs_error;
@@ -353,6 +398,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, DecodeNumerics, ::testing::ValuesIn(all_cases()
 INSTANTIATE_TEST_SUITE_P(Features, DecodeNumerics, ::testing::ValuesIn(feature_cases()),
                          [](const auto& info) { return case_name(info.param); });
 INSTANTIATE_TEST_SUITE_P(MmaRows, DecodeNumerics, ::testing::ValuesIn(mma_row_cases()),
+                         [](const auto& info) { return case_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(WideWgmma, DecodeNumerics, ::testing::ValuesIn(wide_wgmma_cases()),
                          [](const auto& info) { return case_name(info.param); });
 INSTANTIATE_TEST_SUITE_P(Fp8Mma, DecodeNumerics, ::testing::ValuesIn(fp8_mma_cases()),
                          [](const auto& info) { return case_name(info.param); });
@@ -434,6 +481,21 @@ TEST(DecodeNumericsCount, WgmmaRunsTheOddShapes) {
   EXPECT_TRUE(pages.count(1) && pages.count(16) && pages.count(64));
   EXPECT_TRUE(s_q.count(1) && s_q.count(3) && s_q.count(8));
   EXPECT_TRUE(empty_request && forced_splits);
+}
+
+// The wide wgmma cases are valid tiles on sm_90a with distinct names (host side).
+TEST(DecodeNumericsCount, WideWgmmaCasesAreValidTiles) {
+  std::set<std::string> names;
+  const Target sm90 = parse_target("sm_90a");
+  for (const Case& c : wide_wgmma_cases()) {
+    EXPECT_TRUE(names.insert(case_name(c)).second) << case_name(c);
+    const Spec spec = spec_of(c);
+    ASSERT_TRUE(wgmma_family_supports(spec, sm90)) << case_name(c);
+    TileConfig tile = tuning::choose_tile(spec, sm90, KernelFamily::wgmma);
+    tile.heads_per_cta = c.wgmma_rows;
+    EXPECT_NO_THROW(validate(tile, spec, sm90)) << case_name(c);
+  }
+  EXPECT_GE(names.size(), 8u);
 }
 
 // The host side of every case (problem, reference, names) is sound without a GPU, so a GPU
