@@ -159,6 +159,20 @@ TEST_F(CacheCliTest, EightConcurrentWarmsCompileEveryEntryExactlyOnce) {
   expect_verify_clean(root_);
 }
 
+// hipRTC (ROCm 5.2) crashed when two of its compiles overlapped in a process that had loaded
+// NVRTC; jit_compile now runs hipRTC compiles one at a time. Both vendors, both orders, 2 jobs.
+TEST_F(CacheCliTest, WarmForBothVendorsAtOnceCompilesEverything) {
+  if (!runtime::backend(Backend::hip).compiler_available()) GTEST_SKIP() << "hipRTC not found on this machine";
+  for (const auto& archs : {std::vector<std::string>{"gfx90a", "sm_90a"}, std::vector<std::string>{"sm_90a", "gfx90a"}}) {
+    const fs::path dir = base_ / ("both-" + archs[0]);
+    const CliRun warm = run({"warm", "--catalog", catalog().string(), "--arch", archs[0], "--arch", archs[1], "--json",
+                             "--jobs", "2"},
+                            env_for(dir));
+    ASSERT_EQ(warm.status, 0) << archs[0] << " first: " << warm.err;
+    EXPECT_EQ(warm.json()["compiled"], 2 * k_catalog_size) << warm.out;
+  }
+}
+
 TEST_F(CacheCliTest, WarmKilledMidRunLeavesNoPartialEntryAndTheNextWarmCompletes) {
   CliProcess victim(warm_args("1"), env_for(root_), scratch_);
   // Kill it once the first entry is published and the next compile is under way.
