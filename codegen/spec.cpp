@@ -103,22 +103,27 @@ KernelFamily parse_family(std::string_view text, std::string_view argument) {
   throw_invalid(std::string(argument), "must be portable, mma or wgmma", "'" + std::string(text) + "'");
 }
 
-bool mma_family_supports(const Spec& spec, const Target& target) {
-  // 16-bit caches need q of the same dtype. An fp8 (e4m3) cache is widened per tile to the mma
-  // dtype (mma_dtype), so q may be bf16, fp16 or fp8; fused RoPE with it stays portable.
+namespace {
+
+// The matrix-core families' operand rule: a 16-bit cache needs q of the same dtype; an fp8 (e4m3)
+// cache is widened per tile to the mma dtype (mma_dtype), so q may be bf16, fp16 or fp8.
+bool matrix_core_dtypes(const Spec& spec) {
   const bool sixteen_bit = spec.q_dtype == spec.kv_dtype && (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16);
-  const bool fp8_cache = spec.kv_dtype == DType::fp8_e4m3 && spec.rope == RopeStyle::none;
-  return target.backend == Backend::cuda && target.sm_version() >= 80 && (sixteen_bit || fp8_cache) &&
+  return sixteen_bit || spec.kv_dtype == DType::fp8_e4m3;
+}
+
+}  // namespace
+
+bool mma_family_supports(const Spec& spec, const Target& target) {
+  // Fused RoPE with an fp8 cache stays portable.
+  const bool fp8_rope = spec.kv_dtype == DType::fp8_e4m3 && spec.rope != RopeStyle::none;
+  return target.backend == Backend::cuda && target.sm_version() >= 80 && matrix_core_dtypes(spec) && !fp8_rope &&
          spec.qk_dim() % 64 == 0 && spec.v_dim() % 128 == 0;
 }
 
 bool wgmma_family_supports(const Spec& spec, const Target& target) {
-  // 16-bit caches need q of the same dtype; an fp8 (e4m3) cache is widened per tile to the mma
-  // dtype (mma_dtype), so q may be bf16, fp16 or fp8.
-  const bool sixteen_bit = spec.q_dtype == spec.kv_dtype && (spec.q_dtype == DType::bf16 || spec.q_dtype == DType::fp16);
-  const bool fp8_cache = spec.kv_dtype == DType::fp8_e4m3;
-  if (!(target.backend == Backend::cuda && target.arch == "sm_90a" && (sixteen_bit || fp8_cache) && spec.rope == RopeStyle::none &&
-        spec.qk_dim() % 64 == 0 && spec.v_dim() % 64 == 0)) {
+  if (!(target.backend == Backend::cuda && target.arch == "sm_90a" && matrix_core_dtypes(spec) &&
+        spec.rope == RopeStyle::none && spec.qk_dim() % 64 == 0 && spec.v_dim() % 64 == 0)) {
     return false;
   }
   // Two 64-token tiles of the cache must fit with the smallest CTA (8 rows): kv_lora_rank 512

@@ -2,9 +2,7 @@
 #include "runtime/jit.hpp"
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
-#include <mutex>
 
 #include "cache/environment.hpp"
 #include "cache/gc.hpp"
@@ -105,40 +103,6 @@ void log_event(const JitResult& r, double ms) {
                r.quarantined.empty() ? "" : "; replaced a damaged entry: ", r.quarantined.c_str());
 }
 
-// NVRTC compiles run concurrently; a hipRTC compile runs alone. ROCm 5.2's hipRTC crashes inside
-// hiprtcCompileProgram when two of its compiles run at once in a process that has also loaded
-// NVRTC (`mlajit warm --arch gfx90a --arch sm_90a --jobs 2`); it gains nothing from parallel
-// compiles anyway (48 gfx90a kernels: 40.7 s with 1 job, 41.6 s with 2).
-class CompilerTurnstile {
- public:
-  void enter(::mlajit::Backend b) {
-    std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return running_ == 0 || (active_ == b && b == ::mlajit::Backend::cuda); });
-    active_ = b;
-    ++running_;
-  }
-  void leave() {
-    std::lock_guard lock(mutex_);
-    if (--running_ == 0) changed_.notify_all();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  ::mlajit::Backend active_ = ::mlajit::Backend::cuda;
-  int running_ = 0;
-};
-
-CodeObject compile_alone_per_backend(Backend& compiler, const Source& source, const Target& target) {
-  static CompilerTurnstile turnstile;
-  turnstile.enter(target.backend);
-  struct Leave {
-    CompilerTurnstile& t;
-    ~Leave() { t.leave(); }
-  } leave{turnstile};
-  return compiler.compile(source, target);
-}
-
 }  // namespace
 
 JitResult jit_compile(const Spec& spec, const TileConfig& tile, const Target& target,
@@ -150,7 +114,7 @@ JitResult jit_compile(const Spec& spec, const TileConfig& tile, const Target& ta
   // Read only on a miss, so hits never look at the environment.
   const auto compile_code = [&] {
     if (read_environment("MLAJIT_DISABLE_JIT") == "1") refuse_to_compile(result.key, store);
-    return compile_alone_per_backend(compiler, result.source, target);
+    return compiler.compile(result.source, target);
   };
   if (store == nullptr) {
     const auto start = std::chrono::steady_clock::now();

@@ -44,7 +44,6 @@ struct WgmmaDecodeLayout {
   static constexpr int kRows = Cfg::kHeadsPerCta;  // wgmma N
   static constexpr int kTile = 64;                 // tokens per KV tile (wgmma M of S^T)
   static constexpr int kStages = 2;                // ring slots: slot c belongs to consumer c
-  static constexpr int kThreads = 384;
   static constexpr int kQkDim = Cfg::kKvLoraRank + Cfg::kRopeDim;
   static constexpr int kVDim = Cfg::kKvLoraRank;
   static constexpr int kQkBlocks = kQkDim / 64;  // 64-element (128 B) column blocks

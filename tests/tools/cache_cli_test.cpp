@@ -160,7 +160,7 @@ TEST_F(CacheCliTest, EightConcurrentWarmsCompileEveryEntryExactlyOnce) {
 }
 
 // hipRTC (ROCm 5.2) crashed when two of its compiles overlapped in a process that had loaded
-// NVRTC; jit_compile now runs hipRTC compiles one at a time. Both vendors, both orders, 2 jobs.
+// NVRTC; the HIP backend now runs its compiles one at a time. Both vendors, both orders, 2 jobs.
 TEST_F(CacheCliTest, WarmForBothVendorsAtOnceCompilesEverything) {
   if (!runtime::backend(Backend::hip).compiler_available()) GTEST_SKIP() << "hipRTC not found on this machine";
   for (const auto& archs : {std::vector<std::string>{"gfx90a", "sm_90a"}, std::vector<std::string>{"sm_90a", "gfx90a"}}) {
