@@ -6,7 +6,8 @@
 # Usage: tools/device_check.sh [bench args...]   e.g. tools/device_check.sh --shape S1 --shape S5
 # Environment: DC_TUNE_BUDGET=<seconds> runs `mlajit tune` into $OUT/tuning.json (DC_TUNE_ARGS:
 #              more tune flags, e.g. "--devices 0,1");
-#              DC_NCU="S1 S2" profiles the stage-1 kernel of those suite shapes with ncu;
+#              DC_NCU="S1 S2" profiles the stage-1 kernel of those suite shapes with ncu (DC_NCU_ARGS:
+#              more bench flags for those runs, e.g. "--family wgmma --heads-per-cta 64");
 #              DC_SKIP="tests bench pytest" skips those steps;
 #              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (30 s each) before the
 #              gpu tier, and skips the tier if one hangs (a new kernel's pipeline deadlock would
@@ -74,10 +75,11 @@ fi
 
 for shape in ${DC_NCU:-}; do
   # Sections, not --set full: ~20 s a shape instead of minutes.
+  # shellcheck disable=SC2086  # DC_NCU_ARGS is a list of flags
   timeout 120 ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
-    --section MemoryWorkloadAnalysis --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
+    --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
     -k regex:mla_decode_stage1 -c 1 build-device/mlajit bench --shape "$shape" \
-    --runs 1 --warmup 0 --no-roofline --persistent none --out-dir /tmp >"$logs/ncu_$shape.txt" 2>&1
+    --runs 1 --warmup 0 --no-roofline --persistent none --out-dir /tmp ${DC_NCU_ARGS:-} >"$logs/ncu_$shape.txt" 2>&1
   say "ncu $shape:"
   grep -E "DRAM Throughput|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|L2 Hit Rate|Stall|tensor_op|Warp Cycles Per Issued" \
     "$logs/ncu_$shape.txt" | head -24 | tee -a "$summary"
