@@ -77,7 +77,7 @@ for shape in ${DC_NCU:-}; do
   # Sections, not --set full: ~20 s a shape instead of minutes.
   # shellcheck disable=SC2086  # DC_NCU_ARGS is a list of flags
   timeout 120 ncu --clock-control none --section SpeedOfLight --section WarpStateStats --section Occupancy \
-    --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" --metrics sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
+    --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,sm__pipe_tensor_op_gmma_cycles_active.avg.pct_of_peak_sustained_active,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active" \
     -k regex:mla_decode_stage1 -c 1 build-device/mlajit bench --shape "$shape" \
     --runs 1 --warmup 0 --no-roofline --persistent none --out-dir /tmp ${DC_NCU_ARGS:-} >"$logs/ncu_$shape.txt" 2>&1
   say "ncu $shape:"
