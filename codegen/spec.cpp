@@ -159,8 +159,9 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
   if (tile.family == KernelFamily::wgmma && tile.heads_per_cta == 64) {
     // Must equal WgmmaWideLayout::kTotalBytes (templates/decode/wgmma.cuh): the ring, Q of 64
-    // rows, two mbarriers per stage, 1 KiB of alignment slack.
-    return tile.stages * tile.tokens_per_tile * spec.qk_dim() * 2 + 64 * spec.qk_dim() * 2 + 2 * tile.stages * 8 + 1024;
+    // rows, two mbarriers per stage, the two consumers' row maxima, 1 KiB of alignment slack.
+    return tile.stages * tile.tokens_per_tile * spec.qk_dim() * 2 + 64 * spec.qk_dim() * 2 + 2 * tile.stages * 8 +
+           2 * 64 * 4 + 1024;
   }
   if (tile.family == KernelFamily::wgmma) {
     // Must equal WgmmaDecodeLayout::kTotalBytes in templates/decode/wgmma.cuh: stages KV tiles of
@@ -231,8 +232,8 @@ void validate_wgmma(const TileConfig& tile, const Spec& spec, const Target& targ
     throw_invalid("heads_per_cta", "must be 8, 16, 24, 32 (the wgmma N of one CTA) or 64 (the wide tile) for the wgmma family",
                   std::to_string(tile.heads_per_cta));
   }
-  if (wide && (spec.kv_dtype == DType::fp8_e4m3 || spec.v_dim() != 512)) {
-    throw_invalid("heads_per_cta", "64 (the wide wgmma tile) needs a 16-bit cache and kv_lora_rank 512", "64");
+  if (wide && (spec.kv_dtype == DType::fp8_e4m3 || spec.v_dim() != 512 || spec.qk_dim() - spec.v_dim() < 64)) {
+    throw_invalid("heads_per_cta", "64 (the wide wgmma tile) needs a 16-bit cache, kv_lora_rank 512 and rope_dim >= 64", "64");
   }
   const int warps = 12;
   if (tile.warps != warps) {

@@ -499,16 +499,18 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
 }
 
 // ---- 64 query rows per CTA (heads x s_q >= 64): the FlashMLA orientation ------------------------
-// 288 threads = two consumer warpgroups (warps 0-7) + one producer warp (warp 8): 224 registers a
-// thread (no setmaxnreg; a producer warpgroup would cap everyone at 168). Both consumers take
-// every tile of the same 2-slot ring (same swizzled tile layout as above):
+// 384 threads = two consumer warpgroups (warps 0-7) + a producer warpgroup (warps 8-11, one of them
+// issuing the copies; setmaxnreg 56 / 224). Same 2-slot swizzled tile ring as above; the consumers
+// take the tiles in pairs, consumer c computing S of the pair's tile c alone:
 //   S [64 rows x 64 tokens] = Q . K_tile^T   m64n64k16, A = Q (K-major), B = the tile (K-major);
-//     computed by both warpgroups (no P hand-off); a warp owns 16 whole rows, so the softmax
-//     needs no cross-warp exchange.
-//   O [64 x 256] += P . V[:, 256 c ..]       m64n256k16, A = P from registers (the S fragment
-//     rounded to 16 bits is the A fragment), B = the tile read N-major; consumer c owns V columns
-//     [256 c, 256 c + 256): 128 fp32 accumulators a thread.
-// 16-bit q and cache only (fp8 caches stay on the narrow tiles).
+//     a warp owns 16 whole rows, so a consumer's row maxima need no cross-warp exchange; the two
+//     consumers then agree on one running maximum per row (fp32 row maxima in shared memory).
+//   P (16 bits) stays in registers as the A fragment and is also written over the tile's rope
+//     block (block qk/64 - 1, no longer read once S is done) for the other consumer.
+//   O [64 x 256] += P_own . V_own[:, 256 c ..] (RS, m64n256k16) + P_other . V_other[:, 256 c ..]
+//     (SS, A = the other tile's P block); consumer c owns V columns [256 c, 256 c + 256): 128
+//     fp32 accumulators a thread.
+// 16-bit q and cache, kv_lora_rank 512 and rope_dim >= 64 only (fp8 caches stay on the narrow tiles).
 template <class Cfg>
 struct WgmmaWideLayout {
   static constexpr int kRows = 64;
@@ -522,7 +524,9 @@ struct WgmmaWideLayout {
   static constexpr int kQBlockBytes = kRows * 128;
   static constexpr int kQOffset = kStages * kStageBytes;
   static constexpr int kBarrierOffset = kQOffset + kQkBlocks * kQBlockBytes;
-  static constexpr int kTotalBytes = kBarrierOffset + 2 * kStages * 8 + 1024;
+  static constexpr int kRowMaxOffset = kBarrierOffset + 2 * kStages * 8;  // [2 consumers][64 rows] fp32
+  static constexpr int kTotalBytes = kRowMaxOffset + 2 * kRows * 4 + 1024;
+  static constexpr int kPBlock = kQkBlocks - 1;  // a tile's last (rope) block holds its P once S is done
   static constexpr int kProducerWarp = 8;
   static constexpr int kProducerRegisters = 56;   // 8 row pointers at a time
   static constexpr int kConsumerRegisters = 224;  // 56 + 2 x 224 = 3 x 168
@@ -588,6 +592,7 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
   const int lane = ct % 32;
   unsigned char* ring = shared;
   unsigned char* q_s = shared + L::kQOffset;
+  float* row_max = reinterpret_cast<float*>(shared + L::kRowMaxOffset);
   const unsigned int q_addr = mlj_smem_addr(q_s);
   const unsigned int ring_addr = mlj_smem_addr(ring);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
@@ -635,104 +640,163 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
 #pragma unroll
     for (int j = 0; j < 128; ++j) o[j] = 0.0f;
 
-    for (int tile = 0; tile < it.tiles; ++tile) {
-      const int slot = (g + tile) % L::kStages;
-      const int use = (g + tile) / L::kStages;
-      mlj_mbarrier_wait(&full_bar[slot], use & 1);
-      mlj_fence_proxy_async();
-      const unsigned int opaque_zero = (unsigned int)((it.tiles - 1 - tile) >> 31);  // see the narrow consumer
-      const unsigned int slot_addr = ring_addr + slot * L::kStageBytes + opaque_zero;
-      const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
-      const unsigned long long k_desc = mlj_wgmma_desc_sw128(slot_addr, 16, 1024);
-      const unsigned long long v_desc = mlj_wgmma_desc_sw128(slot_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
+    // Tiles go in pairs: consumer c computes S of tile 2 pair + c alone (S is never computed
+    // twice), both consumers agree on one running maximum per row through `row_max`, and each
+    // applies both tiles' P to its 256 V columns: its own P from registers (RS), the other's from
+    // the shared P block (SS). An odd last tile leaves consumer 1 without a tile of its own.
+    for (int pair = 0; 2 * pair < it.tiles; ++pair) {
+      const int tile_own = 2 * pair + consumer;
+      const int tile_other = 2 * pair + 1 - consumer;
+      const bool has_own = tile_own < it.tiles;
+      const bool has_other = tile_other < it.tiles;
+      const int slot_own = (g + tile_own) % L::kStages;
+      const int slot_other = (g + tile_other) % L::kStages;
+      const unsigned int opaque_zero = (unsigned int)((it.tiles - 1 - 2 * pair) >> 31);  // see the narrow consumer
+      const unsigned int own_addr = ring_addr + slot_own * L::kStageBytes + opaque_zero;
 
-      // ---- S = Q K^T
+      // ---- S = Q K^T of this consumer's tile, scaled, capped, masked, in log2 units
       float s[32];
+      float tile_max[2] = {mlj_neg_inf(), mlj_neg_inf()};
+      if (has_own) {
+        mlj_mbarrier_wait(&full_bar[slot_own], ((g + tile_own) / L::kStages) & 1);
+        mlj_fence_proxy_async();
+        const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
+        const unsigned long long k_desc = mlj_wgmma_desc_sw128(own_addr, 16, 1024);
 #pragma unroll
-      for (int j = 0; j < 32; ++j) s[j] = 0.0f;
-      mlj_wgmma_fence();
+        for (int j = 0; j < 32; ++j) s[j] = 0.0f;
+        mlj_wgmma_fence();
 #pragma unroll
-      for (int b = 0; b < L::kQkBlocks; ++b) {
+        for (int b = 0; b < L::kQkBlocks; ++b) {
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          mlj_wgmma_m64n64k16_ss<kBf16>(s, q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4),
-                                        k_desc + ((b * L::kBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+          for (int kk = 0; kk < 4; ++kk) {
+            mlj_wgmma_m64n64k16_ss<kBf16>(s, q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4),
+                                          k_desc + ((b * L::kBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+          }
+        }
+        mlj_wgmma_commit();
+        mlj_wgmma_wait<0>();
+#pragma unroll
+        for (int j = 0; j < 32; ++j) mlj_fence_operand(s[j]);
+        const int tile_start = it.kv_lo + tile_own * L::kTile;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll
+          for (int c = 0; c < 8; ++c) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int j = 4 * c + 2 * h + e;
+              float v = s[j] * logit_scale;
+              if constexpr (Cfg::kLogitCap > 0.0f) v = Cfg::kLogitCap * mlj_tanh(v / Cfg::kLogitCap);
+              v *= kLog2e;
+              v = tile_start + 8 * c + 2 * (lane % 4) + e < row_kv_end[h] ? v : mlj_neg_inf();
+              s[j] = v;
+              tile_max[h] = fmaxf(tile_max[h], v);
+            }
+          }
+          tile_max[h] = fmaxf(tile_max[h], mlj_shfl_xor(tile_max[h], 1));
+          tile_max[h] = fmaxf(tile_max[h], mlj_shfl_xor(tile_max[h], 2));
         }
       }
-      mlj_wgmma_commit();
-      mlj_wgmma_wait<0>();
-#pragma unroll
-      for (int j = 0; j < 32; ++j) mlj_fence_operand(s[j]);
 
-      // ---- softmax of this thread's two rows over its 16 tokens each, then the 4 lanes of the row
-      const int tile_start = it.kv_lo + tile * L::kTile;
+      // ---- one running maximum for both consumers
+      if (lane % 4 == 0) {
+        row_max[consumer * L::kRows + my_row[0]] = tile_max[0];
+        row_max[consumer * L::kRows + my_row[1]] = tile_max[1];
+      }
+      mlj_named_barrier(1, L::kConsumerThreads);
       float alpha[2];
+      bool any[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        float mx = mlj_neg_inf();
-#pragma unroll
-        for (int c = 0; c < 8; ++c) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int j = 4 * c + 2 * h + e;
-            float v = s[j] * logit_scale;
-            if constexpr (Cfg::kLogitCap > 0.0f) v = Cfg::kLogitCap * mlj_tanh(v / Cfg::kLogitCap);
-            v *= kLog2e;
-            v = tile_start + 8 * c + 2 * (lane % 4) + e < row_kv_end[h] ? v : mlj_neg_inf();
-            s[j] = v;
-            mx = fmaxf(mx, v);
-          }
-        }
-        mx = fmaxf(mx, mlj_shfl_xor(mx, 1));
-        mx = fmaxf(mx, mlj_shfl_xor(mx, 2));
-        const float m_new = fmaxf(m_run[h], mx);
-        const bool any = m_new != mlj_neg_inf();
-        alpha[h] = any ? mlj_exp2(m_run[h] - m_new) : 1.0f;
+        const float m_new = fmaxf(m_run[h], fmaxf(tile_max[h], row_max[(1 - consumer) * L::kRows + my_row[h]]));
+        any[h] = m_new != mlj_neg_inf();
+        alpha[h] = any[h] ? mlj_exp2(m_run[h] - m_new) : 1.0f;
         m_run[h] = m_new;
-        float sum = 0.0f;
-#pragma unroll
-        for (int c = 0; c < 8; ++c) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int j = 4 * c + 2 * h + e;
-            s[j] = any ? mlj_exp2(s[j] - m_new) : 0.0f;
-            sum += s[j];
-          }
-        }
-        l_part[h] = l_part[h] * alpha[h] + sum;
       }
 
-      // ---- O = alpha O + P V[:, 256 consumer ..]
 #pragma unroll
       for (int j = 0; j < 128; ++j) {
         o[j] *= alpha[(j / 2) % 2];
         mlj_fence_operand(o[j]);
       }
-      // P as the A fragments of the 4 k-steps (16 tokens each), all written before the fence.
+
+      // ---- P of this consumer's tile: registers (A fragments) and the tile's rope block (shared)
       unsigned int a[4][4];
+      if (has_own) {
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
+        for (int h = 0; h < 2; ++h) {
+          float sum = 0.0f;
 #pragma unroll
-        for (int r = 0; r < 4; ++r) a[kk][r] = mlj_pack2<kBf16>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+          for (int c = 0; c < 8; ++c) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int j = 4 * c + 2 * h + e;
+              s[j] = any[h] ? mlj_exp2(s[j] - m_run[h]) : 0.0f;
+              sum += s[j];
+            }
+          }
+          l_part[h] = l_part[h] * alpha[h] + sum;
+        }
+        unsigned char* p_block = ring + slot_own * L::kStageBytes + L::kPBlock * L::kBlockBytes;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            a[kk][r] = mlj_pack2<kBf16>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+            // A fragment register r of k-step kk: row my_row[r % 2], tokens 16 kk + 8 (r / 2) + 2 (lane % 4) ..
+            *reinterpret_cast<unsigned int*>(p_block + sw128_offset(my_row[r % 2], 2 * kk + r / 2) + 4 * (lane % 4)) =
+                a[kk][r];
+          }
+        }
+        mlj_fence_proxy_async();
+      } else {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) l_part[h] *= alpha[h];
+      }
+      mlj_named_barrier(1, L::kConsumerThreads);  // both P blocks written (and row_max read)
+
+      // ---- O = alpha O + P_own V_own[:, 256 c ..] + P_other V_other[:, 256 c ..]
+      if (has_other) {
+        mlj_mbarrier_wait(&full_bar[slot_other], ((g + tile_other) / L::kStages) & 1);
+        mlj_fence_proxy_async();
       }
       mlj_wgmma_fence();
+      if (has_own) {
+        const unsigned long long v_desc = mlj_wgmma_desc_sw128(own_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a[kk], v_desc + ((kk * 2048) >> 4));
+        for (int kk = 0; kk < 4; ++kk) mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a[kk], v_desc + ((kk * 2048) >> 4));
+      }
+      if (has_other) {
+        const unsigned int other_addr = ring_addr + slot_other * L::kStageBytes;
+        const unsigned long long p_desc = mlj_wgmma_desc_sw128(other_addr + L::kPBlock * L::kBlockBytes, 16, 1024);
+        const unsigned long long v_desc = mlj_wgmma_desc_sw128(other_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          mlj_wgmma_m64n256k16_ss_tb<kBf16>(o, p_desc + ((kk * 32) >> 4), v_desc + ((kk * 2048) >> 4));
+        }
+      }
       mlj_wgmma_commit();
       mlj_wgmma_wait<0>();
 #pragma unroll
       for (int j = 0; j < 128; ++j) mlj_fence_operand(o[j]);
-      mlj_mbarrier_arrive(&empty_bar[slot]);
+      if (has_own) mlj_mbarrier_arrive(&empty_bar[slot_own]);
+      if (has_other) mlj_mbarrier_arrive(&empty_bar[slot_other]);
     }
     g += it.tiles;
 
-    // ---- normalise and write this consumer's 256 columns; consumer 0 writes the LSE
+    // ---- both consumers' sums, normalise and write this consumer's 256 columns; consumer 0
+    // writes the LSE
     float inv_l[2], lse[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      float l = l_part[h];
-      l += mlj_shfl_xor(l, 1);
-      l += mlj_shfl_xor(l, 2);
+      l_part[h] += mlj_shfl_xor(l_part[h], 1);
+      l_part[h] += mlj_shfl_xor(l_part[h], 2);
+      if (lane % 4 == 0) row_max[consumer * L::kRows + my_row[h]] = l_part[h];
+    }
+    mlj_named_barrier(1, L::kConsumerThreads);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float l = l_part[h] + row_max[(1 - consumer) * L::kRows + my_row[h]];
       inv_l[h] = l > 0.0f ? p.kv_scale / l : 0.0f;
       lse[h] = l > 0.0f ? (m_run[h] + mlj_log2(l)) * kLn2 : mlj_neg_inf();
     }
@@ -772,6 +836,7 @@ MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count
   static_assert(Cfg::kWarps == 12, "64-row wgmma decode runs 2 consumer warpgroups and a producer warpgroup");
   static_assert(Cfg::kTokensPerTile == L::kTile && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
   static_assert(L::kVDim == 512, "64-row wgmma decode: two warpgroups of 256 V columns");
+  static_assert(L::kPBlock * 64 >= L::kVDim, "64-row wgmma decode: P lives in a rope block (rope_dim >= 64)");
   static_assert(L::kQkDim % 64 == 0, "wgmma decode needs qk_dim a multiple of 64");
   static_assert(sizeof(typename Cfg::QType::storage) == 2 && sizeof(typename Cfg::KvType::storage) == 2,
                 "64-row wgmma decode: 16-bit q and cache");

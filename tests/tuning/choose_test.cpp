@@ -256,13 +256,25 @@ TEST(ChooseTile, WgmmaValidationNamesTheField) {
     int value;
     const char* name;
   };
-  for (const Bad b : {Bad{&TileConfig::heads_per_cta, 20, "heads_per_cta"}, Bad{&TileConfig::heads_per_cta, 64, "heads_per_cta"},
+  for (const Bad b : {Bad{&TileConfig::heads_per_cta, 20, "heads_per_cta"}, Bad{&TileConfig::heads_per_cta, 40, "heads_per_cta"},
                       Bad{&TileConfig::warps, 8, "warps"}, Bad{&TileConfig::tokens_per_tile, 32, "tokens_per_tile"},
                       Bad{&TileConfig::stages, 3, "stages"}}) {
     TileConfig bad = t;
     bad.*b.field = b.value;
     EXPECT_EQ(field_of(bad), b.name) << b.name << " = " << b.value;
   }
+  // The wide tile (64 rows): a 16-bit cache, kv_lora_rank 512 and a rope block to hold P.
+  TileConfig wide = t;
+  wide.heads_per_cta = 64;
+  EXPECT_EQ(field_of(wide), "");
+  const Spec plain = s;
+  s.kv_dtype = DType::fp8_e4m3;
+  EXPECT_EQ(field_of(wide), "heads_per_cta");
+  s = plain;
+  s.rope_dim = 0;
+  s.kv_lora_rank = 576;
+  EXPECT_EQ(field_of(wide), "heads_per_cta");
+  s = plain;
   EXPECT_EQ(parse_family("wgmma"), KernelFamily::wgmma);
   EXPECT_EQ(family_name(KernelFamily::wgmma), "wgmma");
   EXPECT_THROW(parse_family("wgmm"), Error);
