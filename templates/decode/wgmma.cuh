@@ -145,12 +145,11 @@ MLJ_DEVICE void wgmma_widen_fp8_tile(unsigned char* slot, int ct, int consumer) 
 
 // Producer warpgroup: streams every item's KV tiles into the ring. Thread (token tid / 8 of a
 // 16-token pass, 16-byte chunk tid % 8 of each 128 B block row); 4 passes per tile.
-template <class Cfg, class Items>
+template <class Cfg, class L, class Items>
 MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items item_at, unsigned char* ring,
                               unsigned long long* full_bar, unsigned long long* empty_bar) {
-  using L = WgmmaDecodeLayout<Cfg>;
   using KvStorage = typename Cfg::KvType::storage;
-  const int tid = threadIdx.x;
+  const int tid = threadIdx.x % 128;  // the producer warpgroup's thread
   const int chunk = tid % 8;
   const KvStorage* kv_base = static_cast<const KvStorage*>(p.kv);
   int g = 0;  // the CTA's tile counter
@@ -499,8 +498,8 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
 }
 
 // ---- 64 query rows per CTA (heads x s_q >= 64): the FlashMLA orientation ------------------------
-// 384 threads = two consumer warpgroups (warps 0-7) + a producer warpgroup (warps 8-11, one of them
-// issuing the copies; setmaxnreg 56 / 224). Same 2-slot swizzled tile ring as above; the consumers
+// 384 threads = two consumer warpgroups (warps 0-7) + a producer warpgroup (warps 8-11, the same
+// producer as the narrow tiles; setmaxnreg 56 / 224). Same 2-slot swizzled tile ring as above; the consumers
 // take the tiles in pairs, consumer c computing S of the pair's tile c alone:
 //   S [64 rows x 64 tokens] = Q . K_tile^T   m64n64k16, A = Q (K-major), B = the tile (K-major);
 //     a warp owns 16 whole rows, so a consumer's row maxima need no cross-warp exchange; the two
@@ -527,57 +526,11 @@ struct WgmmaWideLayout {
   static constexpr int kRowMaxOffset = kBarrierOffset + 2 * kStages * 8;  // [2 consumers][64 rows] fp32
   static constexpr int kTotalBytes = kRowMaxOffset + 2 * kRows * 4 + 1024;
   static constexpr int kPBlock = kQkBlocks - 1;  // a tile's last (rope) block holds its P once S is done
-  static constexpr int kProducerWarp = 8;
-  static constexpr int kProducerRegisters = 56;   // 8 row pointers at a time
+  static constexpr bool kFp8Kv = false;
+  static constexpr int kProducerRegisters = 56;
   static constexpr int kConsumerRegisters = 224;  // 56 + 2 x 224 = 3 x 168
   static constexpr int kConsumerThreads = 256;
 };
-
-template <class Cfg, class Items>
-MLJ_DEVICE void wgmma_wide_produce(const MljDecodeParams& p, int item_count, Items item_at, unsigned char* ring,
-                                   unsigned long long* full_bar, unsigned long long* empty_bar) {
-  using L = WgmmaWideLayout<Cfg>;
-  using KvStorage = typename Cfg::KvType::storage;
-  const int lane = threadIdx.x % 32;
-  const int chunk = lane % 8;
-  const KvStorage* kv_base = static_cast<const KvStorage*>(p.kv);
-  int g = 0;
-  for (int i = 0; i < item_count; ++i) {
-    const WgmmaItem<Cfg> it(p, item_at(i));
-    for (int tile = 0; tile < it.tiles; ++tile, ++g) {
-      const int slot = g % L::kStages;
-      const int use = g / L::kStages;
-      // Lane (token 4 pass + lane / 8, chunk lane % 8 of each 128 B block row), 16 passes in two
-      // halves of 8 row pointers (the first half's lookups hide behind the wait for the slot).
-      unsigned char* slot_base = ring + slot * L::kStageBytes;
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const KvStorage* source[8];
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const int pos = it.kv_lo + tile * L::kTile + (half * 8 + k) * 4 + lane / 8;
-          source[k] = nullptr;
-          if (pos < it.kv_end) {
-            const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
-            source[k] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
-          }
-        }
-        if (half == 0 && use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          unsigned char* dst = slot_base + sw128_offset((half * 8 + k) * 4 + lane / 8, chunk);
-#pragma unroll
-          for (int b = 0; b < L::kQkBlocks; ++b) {
-            const KvStorage* src = source[k] != nullptr ? source[k] + b * 64 + chunk * 8 : kv_base;
-            mlj_cp_async16(dst + b * L::kBlockBytes, src, source[k] != nullptr ? 16 : 0);
-          }
-        }
-      }
-      mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
-    }
-  }
-  mlj_cp_async_wait_all();
-}
 
 template <class Cfg, class Items>
 MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Items item_at, int consumer,
@@ -848,16 +801,16 @@ MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count
   unsigned long long* empty_bar = full_bar + L::kStages;
   if (threadIdx.x == 0) {
     for (int s = 0; s < L::kStages; ++s) {
-      mlj_mbarrier_init(&full_bar[s], 32);                      // one cp.async arrival per producer lane
+      mlj_mbarrier_init(&full_bar[s], 128);                     // one cp.async arrival per producer thread
       mlj_mbarrier_init(&empty_bar[s], L::kConsumerThreads);    // both consumers release every slot
     }
   }
   mlj_barrier();
   const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0);
   if (warp >= 8) {
-    // The producer warpgroup: registers to the consumers; one warp issues the copies.
+    // The producer warpgroup: registers to the consumers.
     mlj_register_budget_lower<L::kProducerRegisters>();
-    if (warp == L::kProducerWarp) wgmma_wide_produce<Cfg>(p, item_count, item_at, shared, full_bar, empty_bar);
+    wgmma_produce<Cfg, L>(p, item_count, item_at, shared, full_bar, empty_bar);
   } else {
     mlj_register_budget_raise<L::kConsumerRegisters>();
     wgmma_wide_consume<Cfg>(p, item_count, item_at, warp / 4, shared, full_bar, empty_bar);
@@ -896,7 +849,7 @@ MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_cou
   const int warpgroup = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
   if (warpgroup == 0) {
     mlj_register_budget_lower<L::kProducerRegisters>();
-    wgmma_produce<Cfg>(p, item_count, item_at, shared, full_bar, empty_bar);
+    wgmma_produce<Cfg, L>(p, item_count, item_at, shared, full_bar, empty_bar);
   } else {
     mlj_register_budget_raise<L::kConsumerRegisters>();
     wgmma_consume<Cfg>(p, item_count, item_at, warpgroup - 1, shared, full_bar, empty_bar);
