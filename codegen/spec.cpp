@@ -156,6 +156,11 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
   return std::clamp(per_sm / (decode_shared_bytes(spec, tile) + 1024), 1, 2);
 }
 
+bool wgmma_wide_tile_supports(const Spec& spec, const Target& target) {
+  return wgmma_family_supports(spec, target) && spec.kv_dtype != DType::fp8_e4m3 && spec.v_dim() == 512 &&
+         spec.qk_dim() - spec.v_dim() >= 64;
+}
+
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
   if (tile.family == KernelFamily::wgmma && tile.heads_per_cta == 64) {
     // Must equal WgmmaWideLayout::kTotalBytes (templates/decode/wgmma.cuh): the ring, Q of 64
@@ -232,7 +237,7 @@ void validate_wgmma(const TileConfig& tile, const Spec& spec, const Target& targ
     throw_invalid("heads_per_cta", "must be 8, 16, 24, 32 (the wgmma N of one CTA) or 64 (the wide tile) for the wgmma family",
                   std::to_string(tile.heads_per_cta));
   }
-  if (wide && (spec.kv_dtype == DType::fp8_e4m3 || spec.v_dim() != 512 || spec.qk_dim() - spec.v_dim() < 64)) {
+  if (wide && !wgmma_wide_tile_supports(spec, target)) {
     throw_invalid("heads_per_cta", "64 (the wide wgmma tile) needs a 16-bit cache, kv_lora_rank 512 and rope_dim >= 64", "64");
   }
   const int warps = 12;

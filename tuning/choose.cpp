@@ -55,22 +55,27 @@ TileConfig mma_model_tile(const Spec& spec, const Target& target) {
   return tile;
 }
 
-// The wgmma family's model tile: rows per CTA (the wgmma N) a multiple of 8 up to 32 (24 with an
-// fp8 cache), balanced
-// over the fewest CTAs (20 rows -> one CTA of 24, 100 rows -> 4 x 32), 64-token tiles, 2 stages;
-// fewer rows where a wide latent leaves less shared memory.
+// The wgmma family's model tile: the wide tile (64 rows) from 64 rows up where it serves (S2 201 us
+// vs 269 us for 4 x 32 rows, S6 135 vs 153, H200, bench/NOTES.md), else rows per CTA (the wgmma
+// N) a multiple of 8 up to 32 (24 with an fp8 cache), balanced over the fewest CTAs (20 rows ->
+// one CTA of 24, 100 rows -> 4 x 32 without the wide tile); 64-token tiles, 2 stages; fewer rows
+// where a wide latent leaves less shared memory.
 TileConfig wgmma_model_tile(const Spec& spec, const Target& target) {
   TileConfig tile;
   tile.family = KernelFamily::wgmma;
+  tile.warps = 12;
+  tile.tokens_per_tile = 64;
+  tile.stages = 2;
   const int rows = spec.heads * spec.s_q;
+  if (rows >= 64 && wgmma_wide_tile_supports(spec, target)) {
+    tile.heads_per_cta = 64;
+    if (decode_shared_bytes(spec, tile) <= target.max_shared_bytes()) return tile;
+  }
   // 32 rows with an fp8 cache (the in-place widening's registers) spill a little under NVRTC at
   // 168 registers a thread (soft-cap, fp32 output, the persistent walker): fp8 stops at 24.
   const int max_rows = spec.kv_dtype == DType::fp8_e4m3 ? 24 : 32;
   const int groups = (rows + max_rows - 1) / max_rows;
   tile.heads_per_cta = ((rows + groups - 1) / groups + 7) / 8 * 8;
-  tile.warps = 12;
-  tile.tokens_per_tile = 64;
-  tile.stages = 2;
   while (tile.heads_per_cta > 8 && decode_shared_bytes(spec, tile) > target.max_shared_bytes()) tile.heads_per_cta -= 8;
   return tile;
 }

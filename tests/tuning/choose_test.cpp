@@ -217,13 +217,18 @@ TEST(ChooseTile, WgmmaServesSixteenBitSpecsOnSm90aOnly) {
   EXPECT_EQ(choose_tile(s, k_h100).family, KernelFamily::mma);
 }
 
-TEST(ChooseTile, WgmmaRowsAreMultiplesOfEightBalancedUpToThirtyTwo) {
-  struct Want { int heads, s_q, rows_per_cta; };
+TEST(ChooseTile, WgmmaRowsAreMultiplesOfEightBalancedUpToThirtyTwoOrTheWideTile) {
+  struct Want { int heads, s_q, rows_per_cta; DType kv = DType::bf16; };
+  // 64 rows and more: the wide tile with a 16-bit cache; an fp8 cache stays on balanced narrow
+  // tiles of at most 24 rows.
   for (const Want w : {Want{16, 1, 16}, Want{20, 1, 24}, Want{1, 1, 8}, Want{1, 3, 8}, Want{16, 2, 32},
-                       Want{128, 1, 32}, Want{100, 1, 32}, Want{40, 1, 24}, Want{20, 3, 32}, Want{64, 1, 32}}) {
+                       Want{128, 1, 64}, Want{100, 1, 64}, Want{40, 1, 24}, Want{20, 3, 32}, Want{64, 1, 64},
+                       Want{16, 4, 64}, Want{56, 1, 32}, Want{128, 1, 24, DType::fp8_e4m3},
+                       Want{64, 1, 24, DType::fp8_e4m3}}) {
     Spec s;
     s.heads = w.heads;
     s.s_q = w.s_q;
+    s.kv_dtype = w.kv;
     const TileConfig t = choose_tile(s, k_h100a, KernelFamily::wgmma);
     SCOPED_TRACE(testing::Message() << "heads " << w.heads << " s_q " << w.s_q);
     EXPECT_EQ(t.family, KernelFamily::wgmma);
