@@ -161,6 +161,8 @@ bool wgmma_wide_tile_supports(const Spec& spec, const Target& target) {
          spec.qk_dim() - spec.v_dim() >= 64;
 }
 
+int wgmma_stages(const TileConfig& tile) { return tile.tokens_per_tile == 32 ? 4 : 2; }
+
 int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
   if (tile.family == KernelFamily::wgmma && tile.heads_per_cta == 64) {
     // Must equal WgmmaWideLayout::kTotalBytes (templates/decode/wgmma.cuh): the ring, Q of 64
@@ -246,10 +248,17 @@ void validate_wgmma(const TileConfig& tile, const Spec& spec, const Target& targ
                                        wide ? "2 consumer warpgroups + a producer warpgroup" : "3 warpgroups"),
                   std::to_string(tile.warps));
   }
-  if (tile.tokens_per_tile != 64) {
-    throw_invalid("tokens_per_tile", "must be 64 for the wgmma family", std::to_string(tile.tokens_per_tile));
+  if (tile.tokens_per_tile != 64 && !(wide && tile.tokens_per_tile == 32)) {
+    throw_invalid("tokens_per_tile", "must be 64 for the wgmma family (or 32 with the wide tile)",
+                  std::to_string(tile.tokens_per_tile));
   }
-  if (tile.stages != 2) throw_invalid("stages", "must be 2 for the wgmma family (one ring slot per consumer)", std::to_string(tile.stages));
+  // Narrow tiles: one ring slot per consumer; the wide tile: a pair of tiles in flight while the
+  // consumers compute another (32 tokens) or none (64 tokens).
+  const int stages = wgmma_stages(tile);
+  if (tile.stages != stages) {
+    throw_invalid("stages", fmt::format("must be {} for this wgmma tile ({}-token tiles)", stages, tile.tokens_per_tile),
+                  std::to_string(tile.stages));
+  }
   require_range("num_splits", tile.num_splits, 0, 4096);
   const int shared = decode_shared_bytes(spec, tile);
   if (shared > target.max_shared_bytes()) {

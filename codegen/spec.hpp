@@ -90,6 +90,8 @@ bool wgmma_family_supports(const Spec& spec, const Target& target);
 // The wgmma family's wide tile (64 rows per CTA, two consumer warpgroups over 256 V columns each,
 // P written over the rope block): a 16-bit cache, kv_lora_rank 512 and rope_dim >= 64.
 bool wgmma_wide_tile_supports(const Spec& spec, const Target& target);
+// The wgmma family's ring slots for a tile: 2 (64-token tiles), 4 (the wide tile's 32-token tiles).
+int wgmma_stages(const TileConfig& tile);
 // Every kernel family that can serve the spec on the target: portable, then mma and wgmma where
 // supported.
 std::vector<KernelFamily> families_serving(const Spec& spec, const Target& target);

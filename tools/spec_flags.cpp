@@ -61,8 +61,10 @@ TileConfig SpecFlags::tile(const Spec& s, const Target& target) const {
   if (heads_per_cta > 0) t.heads_per_cta = heads_per_cta;
   if (tokens_per_tile > 0) t.tokens_per_tile = tokens_per_tile;
   if (warps > 0) t.warps = warps;
-  // An overridden mma shape keeps the model's stages where they fit, else the most that do.
+  // An overridden mma shape keeps the model's stages where they fit, else the most that do; the
+  // wgmma family's stages follow from its tile.
   while (t.family == KernelFamily::mma && t.stages > 2 && decode_shared_bytes(s, t) > target.max_shared_bytes()) --t.stages;
+  if (t.family == KernelFamily::wgmma) t.stages = wgmma_stages(t);
   validate(t, s, target);
   return t;
 }

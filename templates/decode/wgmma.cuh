@@ -42,7 +42,7 @@ namespace mlj {
 template <class Cfg>
 struct WgmmaDecodeLayout {
   static constexpr int kRows = Cfg::kHeadsPerCta;  // wgmma N
-  static constexpr int kTile = 64;                 // tokens per KV tile (wgmma M of S^T)
+  static constexpr int kTile = Cfg::kTokensPerTile;  // tokens per KV tile (64: wgmma M of S^T)
   static constexpr int kStages = 2;                // ring slots: slot c belongs to consumer c
   static constexpr int kQkDim = Cfg::kKvLoraRank + Cfg::kRopeDim;
   static constexpr int kVDim = Cfg::kKvLoraRank;
@@ -81,6 +81,8 @@ struct WgmmaDecodeLayout {
 // Byte offset of 16-byte chunk `chunk` (0..7) of row `row` in a [rows][128 B] 128-byte swizzled
 // block (rows are 128 B; chunk index XOR row % 8, the pattern wgmma's swizzle mode 1 expects).
 MLJ_DEVICE int sw128_offset(int row, int chunk) { return row * 128 + ((chunk ^ (row & 7)) << 4); }
+// The 64-byte swizzle (rows of 64 B, 512-byte atoms): chunk c of row r sits at chunk c ^ ((r / 2) % 4).
+MLJ_DEVICE int sw64_offset(int row, int chunk) { return row * 64 + ((chunk ^ ((row >> 1) & 3)) << 4); }
 
 // Where one work item's rows and KV range lie; the same on every thread, so every role derives
 // the same tile count. tiles == 0: nothing to stream (and no rows to write when skip).
@@ -159,9 +161,10 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       const int slot = g % L::kStages;
       const int use = g / L::kStages;
       // Page-table lookups first: their latency hides behind the wait for the slot.
-      const KvStorage* source[4];
+      constexpr int kPasses = L::kTile / 16;  // 16 tokens a pass (8 threads a 128-byte row)
+      const KvStorage* source[kPasses];
 #pragma unroll
-      for (int pass = 0; pass < (L::kFp8Kv ? 0 : 4); ++pass) {
+      for (int pass = 0; pass < (L::kFp8Kv ? 0 : kPasses); ++pass) {
         const int pos = it.kv_lo + tile * L::kTile + pass * 16 + tid / 8;
         source[pass] = nullptr;
         if (pos < it.kv_end) {
@@ -188,7 +191,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
         continue;
       }
 #pragma unroll
-      for (int pass = 0; pass < 4; ++pass) {
+      for (int pass = 0; pass < kPasses; ++pass) {
         unsigned char* dst = slot_base + sw128_offset(pass * 16 + tid / 8, chunk);
 #pragma unroll
         for (int b = 0; b < L::kQkBlocks; ++b) {
@@ -513,8 +516,9 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
 template <class Cfg>
 struct WgmmaWideLayout {
   static constexpr int kRows = 64;
-  static constexpr int kTile = 64;
-  static constexpr int kStages = 2;
+  static constexpr int kTile = Cfg::kTokensPerTile;   // 64 (2 slots) or 32 (4 slots: a pair loads while one computes)
+  static constexpr int kStages = kTile == 64 ? 2 : 4;
+  static constexpr int kKSteps = kTile / 16;          // k16 steps of P . V a tile
   static constexpr int kQkDim = Cfg::kKvLoraRank + Cfg::kRopeDim;
   static constexpr int kVDim = Cfg::kKvLoraRank;
   static constexpr int kQkBlocks = kQkDim / 64;
@@ -525,7 +529,9 @@ struct WgmmaWideLayout {
   static constexpr int kBarrierOffset = kQOffset + kQkBlocks * kQBlockBytes;
   static constexpr int kRowMaxOffset = kBarrierOffset + 2 * kStages * 8;  // [2 consumers][64 rows] fp32
   static constexpr int kTotalBytes = kRowMaxOffset + 2 * kRows * 4 + 1024;
-  static constexpr int kPBlock = kQkBlocks - 1;  // a tile's last (rope) block holds its P once S is done
+  // A tile's last (rope) block holds its P once S is done: 64 rows x kTile tokens of 16 bits, K-major,
+  // 128-byte swizzled rows (64 tokens) or 64-byte swizzled rows (32 tokens) - kBlockBytes either way.
+  static constexpr int kPBlock = kQkBlocks - 1;
   static constexpr bool kFp8Kv = false;
   static constexpr int kProducerRegisters = 56;
   static constexpr int kConsumerRegisters = 224;  // 56 + 2 x 224 = 3 x 168
@@ -608,7 +614,8 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
       const unsigned int own_addr = ring_addr + slot_own * L::kStageBytes + opaque_zero;
 
       // ---- S = Q K^T of this consumer's tile, scaled, capped, masked, in log2 units
-      float s[32];
+      constexpr int kS = L::kTile / 2;  // S fragment values a thread (m64nNk16, N = the tile)
+      float s[kS];
       float tile_max[2] = {mlj_neg_inf(), mlj_neg_inf()};
       if (has_own) {
         mlj_mbarrier_wait(&full_bar[slot_own], ((g + tile_own) / L::kStages) & 1);
@@ -616,25 +623,30 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
         const unsigned long long k_desc = mlj_wgmma_desc_sw128(own_addr, 16, 1024);
 #pragma unroll
-        for (int j = 0; j < 32; ++j) s[j] = 0.0f;
+        for (int j = 0; j < kS; ++j) s[j] = 0.0f;
         mlj_wgmma_fence();
 #pragma unroll
         for (int b = 0; b < L::kQkBlocks; ++b) {
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk) {
-            mlj_wgmma_m64n64k16_ss<kBf16>(s, q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4),
-                                          k_desc + ((b * L::kBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+            const unsigned long long a = q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4);
+            const unsigned long long bd = k_desc + ((b * L::kBlockBytes + kk * 32) >> 4);
+            if constexpr (L::kTile == 64) {
+              mlj_wgmma_m64n64k16_ss<kBf16>(s, a, bd, (b | kk) != 0);
+            } else {
+              mlj_wgmma_m64k16<32, kBf16, false>(s, a, bd, (b | kk) != 0);
+            }
           }
         }
         mlj_wgmma_commit();
         mlj_wgmma_wait<0>();
 #pragma unroll
-        for (int j = 0; j < 32; ++j) mlj_fence_operand(s[j]);
+        for (int j = 0; j < kS; ++j) mlj_fence_operand(s[j]);
         const int tile_start = it.kv_lo + tile_own * L::kTile;
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
 #pragma unroll
-          for (int c = 0; c < 8; ++c) {
+          for (int c = 0; c < L::kTile / 8; ++c) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int j = 4 * c + 2 * h + e;
@@ -674,13 +686,13 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
       }
 
       // ---- P of this consumer's tile: registers (A fragments) and the tile's rope block (shared)
-      unsigned int a[4][4];
+      unsigned int a[L::kKSteps][4];
       if (has_own) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           float sum = 0.0f;
 #pragma unroll
-          for (int c = 0; c < 8; ++c) {
+          for (int c = 0; c < L::kTile / 8; ++c) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int j = 4 * c + 2 * h + e;
@@ -692,13 +704,15 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         }
         unsigned char* p_block = ring + slot_own * L::kStageBytes + L::kPBlock * L::kBlockBytes;
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
+        for (int kk = 0; kk < L::kKSteps; ++kk) {
 #pragma unroll
           for (int r = 0; r < 4; ++r) {
             a[kk][r] = mlj_pack2<kBf16>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
             // A fragment register r of k-step kk: row my_row[r % 2], tokens 16 kk + 8 (r / 2) + 2 (lane % 4) ..
-            *reinterpret_cast<unsigned int*>(p_block + sw128_offset(my_row[r % 2], 2 * kk + r / 2) + 4 * (lane % 4)) =
-                a[kk][r];
+            const int row = my_row[r % 2];
+            const int chunk = 2 * kk + r / 2;
+            const int offset = L::kTile == 64 ? sw128_offset(row, chunk) : sw64_offset(row, chunk);
+            *reinterpret_cast<unsigned int*>(p_block + offset + 4 * (lane % 4)) = a[kk][r];
           }
         }
         mlj_fence_proxy_async();
@@ -717,14 +731,16 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
       if (has_own) {
         const unsigned long long v_desc = mlj_wgmma_desc_sw128(own_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a[kk], v_desc + ((kk * 2048) >> 4));
+        for (int kk = 0; kk < L::kKSteps; ++kk) mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a[kk], v_desc + ((kk * 2048) >> 4));
       }
       if (has_other) {
         const unsigned int other_addr = ring_addr + slot_other * L::kStageBytes;
-        const unsigned long long p_desc = mlj_wgmma_desc_sw128(other_addr + L::kPBlock * L::kBlockBytes, 16, 1024);
+        const unsigned int p_addr = other_addr + L::kPBlock * L::kBlockBytes;
+        const unsigned long long p_desc =
+            L::kTile == 64 ? mlj_wgmma_desc_sw128(p_addr, 16, 1024) : mlj_wgmma_desc_sw64(p_addr, 16, 512);
         const unsigned long long v_desc = mlj_wgmma_desc_sw128(other_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
+        for (int kk = 0; kk < L::kKSteps; ++kk) {
           mlj_wgmma_m64n256k16_ss_tb<kBf16>(o, p_desc + ((kk * 32) >> 4), v_desc + ((kk * 2048) >> 4));
         }
       }
@@ -787,7 +803,8 @@ template <class Cfg, class Items>
 MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count, Items item_at) {
   using L = WgmmaWideLayout<Cfg>;
   static_assert(Cfg::kWarps == 12, "64-row wgmma decode runs 2 consumer warpgroups and a producer warpgroup");
-  static_assert(Cfg::kTokensPerTile == L::kTile && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
+  static_assert((L::kTile == 64 || L::kTile == 32) && Cfg::kStages == L::kStages,
+                "64-row wgmma decode: 64-token tiles in 2 stages or 32-token tiles in 4");
   static_assert(L::kVDim == 512, "64-row wgmma decode: two warpgroups of 256 V columns");
   static_assert(L::kPBlock * 64 >= L::kVDim, "64-row wgmma decode: P lives in a rope block (rope_dim >= 64)");
   static_assert(L::kQkDim % 64 == 0, "wgmma decode needs qk_dim a multiple of 64");
@@ -824,7 +841,7 @@ MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_cou
   static_assert(L::kRows == 8 || L::kRows == 16 || L::kRows == 24 || L::kRows == 32,
                 "wgmma decode: heads_per_cta must be 8, 16, 24, 32 (or 64: the wide tile)");
   static_assert(Cfg::kWarps == 12, "wgmma decode runs 3 warpgroups");
-  static_assert(Cfg::kTokensPerTile == L::kTile && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
+  static_assert(L::kTile == 64 && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
   static_assert(L::kQkDim % 64 == 0 && L::kVDim % 64 == 0, "wgmma decode needs qk_dim and v_dim multiples of 64");
   static_assert(L::kVBlocks * (L::kRows / 2) * 128 * 4 <= L::kStageBytes, "the hand-off fits one ring slot");
   static_assert(L::kFp8Kv || (sizeof(typename Cfg::QType::storage) == 2 && sizeof(typename Cfg::KvType::storage) == 2),

@@ -125,6 +125,10 @@ MLJ_DEVICE unsigned long long mlj_wgmma_desc_sw128(unsigned int smem_addr, unsig
          ((unsigned long long)((lbo_bytes & 0x3ffffu) >> 4) << 16) |
          ((unsigned long long)((sbo_bytes & 0x3ffffu) >> 4) << 32) | (1ull << 62);
 }
+// The same for a 64-byte swizzled operand (swizzle mode 2).
+MLJ_DEVICE unsigned long long mlj_wgmma_desc_sw64(unsigned int smem_addr, unsigned int lbo_bytes, unsigned int sbo_bytes) {
+  return (mlj_wgmma_desc_sw128(smem_addr, lbo_bytes, sbo_bytes) & ~(3ull << 62)) | (2ull << 62);
+}
 MLJ_DEVICE void mlj_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 MLJ_DEVICE void mlj_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>

@@ -47,8 +47,10 @@ struct Case {
   int mma_rows = 0;
   int mma_tokens = 0;
   int mma_stages = 0;
-  // Forced wgmma rows per CTA (64: the wide tile); set: only the wgmma family runs, with them.
+  // Forced wgmma rows per CTA (64: the wide tile) and tokens per tile (0: the model's; 32: the
+  // wide tile's 4-slot ring); set: only the wgmma family runs, with them.
   int wgmma_rows = 0;
+  int wgmma_tokens = 0;
 };
 
 std::string case_name(const Case& c) {
@@ -61,6 +63,7 @@ std::string case_name(const Case& c) {
   if (!c.q_lens.empty()) name += "_raggedq";
   if (c.mma_rows > 0) name += fmt::format("_mmahc{}_bn{}_st{}", c.mma_rows, c.mma_tokens, c.mma_stages);
   if (c.wgmma_rows > 0) name += fmt::format("_wghc{}", c.wgmma_rows);
+  if (c.wgmma_tokens > 0) name += fmt::format("_bn{}", c.wgmma_tokens);
   int longest = 0;
   for (int len : c.kv_lens) longest = std::max(longest, len);
   return name + fmt::format("_kv{}", longest);
@@ -186,6 +189,8 @@ std::vector<Case> wide_wgmma_cases() {
       c.causal = i % 4 != 3;
       c.logit_cap = i % 3 == 1 ? 25.0f : 0.0f;
       c.wgmma_rows = 64;
+      cases.push_back(c);
+      c.wgmma_tokens = 32;  // the same case on the 32-token, 4-slot ring
       cases.push_back(c);
       ++i;
     }
@@ -363,6 +368,10 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
       tile.stages = c.mma_stages;
     }
     if (c.wgmma_rows > 0) tile.heads_per_cta = c.wgmma_rows;
+    if (c.wgmma_tokens > 0) {
+      tile.tokens_per_tile = c.wgmma_tokens;
+      tile.stages = wgmma_stages(tile);
+    }
     const tools::DeviceRun run = tools::run_on_device(*engine, problem, c.splits, tile);
     const tools::Tolerance tol = tools::tolerance_for(spec, family, max_v);
     const reference::Comparison cmp = reference::compare(want, run.out, c.lse ? &run.lse : nullptr, tol.atol, tol.rtol);
@@ -375,6 +384,9 @@ TEST_P(DecodeNumerics, MatchesFloat32Reference) {
     }
     if (c.wgmma_rows > 0) {
       EXPECT_EQ(run.plan.tile.heads_per_cta, c.wgmma_rows);
+    }
+    if (c.wgmma_tokens > 0) {
+      EXPECT_EQ(run.plan.tile.tokens_per_tile, c.wgmma_tokens);
     }
     EXPECT_EQ(cmp.non_finite_outputs, 0);
     EXPECT_EQ(cmp.mismatches, 0) << "max abs error " << cmp.max_abs_error;
@@ -493,9 +505,13 @@ TEST(DecodeNumericsCount, WideWgmmaCasesAreValidTiles) {
     ASSERT_TRUE(wgmma_family_supports(spec, sm90)) << case_name(c);
     TileConfig tile = tuning::choose_tile(spec, sm90, KernelFamily::wgmma);
     tile.heads_per_cta = c.wgmma_rows;
+    if (c.wgmma_tokens > 0) {
+      tile.tokens_per_tile = c.wgmma_tokens;
+      tile.stages = wgmma_stages(tile);
+    }
     EXPECT_NO_THROW(validate(tile, spec, sm90)) << case_name(c);
   }
-  EXPECT_GE(names.size(), 8u);
+  EXPECT_GE(names.size(), 16u);
 }
 
 // The host side of every case (problem, reference, names) is sound without a GPU, so a GPU

@@ -233,7 +233,7 @@ TEST(Compile, WideWgmmaTilesCompileWithoutSpills) {
   const Target target = parse_target("sm_90a");
   skip_without_compiler(target.backend);
   int i = 0;
-  for (int round = 0; round < 2; ++round) {  // pages 64 and 1 alternate
+  for (int round = 0; round < 2; ++round) {  // pages 64 and 1 alternate; 64-token tiles, then 32
     for (int variant = 0; variant < 3; ++variant, ++i) {
       Spec spec;
       spec.heads = variant == 0 ? 128 : 64;
@@ -249,6 +249,8 @@ TEST(Compile, WideWgmmaTilesCompileWithoutSpills) {
       }
       TileConfig tile = tuning::choose_tile(spec, target, KernelFamily::wgmma);
       tile.heads_per_cta = 64;
+      tile.tokens_per_tile = round == 0 ? 64 : 32;  // 2 slots of 64 tokens, 4 of 32
+      tile.stages = wgmma_stages(tile);
       ASSERT_NO_THROW(validate(tile, spec, target)) << kernel_base_name(spec, tile);
       // The soft-cap (tanhf on 32 logits next to 128 accumulators) tips the consumer's 224
       // registers over by one 8-byte spill, reloaded once a tile pair; nothing else may spill.

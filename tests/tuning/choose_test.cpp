@@ -272,6 +272,17 @@ TEST(ChooseTile, WgmmaValidationNamesTheField) {
   TileConfig wide = t;
   wide.heads_per_cta = 64;
   EXPECT_EQ(field_of(wide), "");
+  TileConfig wide32 = wide;
+  wide32.tokens_per_tile = 32;
+  EXPECT_EQ(field_of(wide32), "stages");  // 32-token tiles run a 4-slot ring
+  wide32.stages = wgmma_stages(wide32);
+  EXPECT_EQ(wide32.stages, 4);
+  EXPECT_EQ(field_of(wide32), "");
+  EXPECT_EQ(decode_shared_bytes(s, wide32), decode_shared_bytes(s, wide) + 2 * 2 * 8);  // 4 more mbarriers
+  TileConfig narrow32 = t;
+  narrow32.tokens_per_tile = 32;
+  narrow32.stages = 4;
+  EXPECT_EQ(field_of(narrow32), "tokens_per_tile");
   const Spec plain = s;
   s.kv_dtype = DType::fp8_e4m3;
   EXPECT_EQ(field_of(wide), "heads_per_cta");

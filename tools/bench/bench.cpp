@@ -90,6 +90,7 @@ int run_bench(const BenchOptions& o) {
              decode_shared_bytes(spec, *tile) > info.target.max_shared_bytes()) {
         --tile->stages;
       }
+      if (o.stages == 0 && tile->family == KernelFamily::wgmma) tile->stages = wgmma_stages(*tile);
       tile->num_splits = o.splits;
       validate(*tile, spec, info.target);
     }
