@@ -43,8 +43,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_flag("!--no-roofline", o.roofline, "skip the roofline probes");
   cmd->add_option("--family", o.family, "force a kernel family: portable | mma | wgmma (default: the model's choice)");
   cmd->add_option("--tokens-per-tile", o.tokens_per_tile, "override the tile's KV tokens per step");
-  cmd->add_option("--stages", o.stages, "override the tile's pipeline stages");
-  cmd->add_option("--heads-per-cta", o.heads_per_cta, "override the tile's query rows per CTA (mma: 16, 32, 64; wgmma: 8, 16, 24, 32)");
+  cmd->add_option("--stages", o.stages, "override the tile's pipeline stages (wgmma: follows from the tile unless given)");
+  cmd->add_option("--heads-per-cta", o.heads_per_cta, "override the tile's query rows per CTA (mma: 16, 32, 64; wgmma: 8, 16, 24, 32, or 64: the wide tile)");
   cmd->add_option("--splits", o.splits, "force the KV split count");
   cmd->add_option("--tag", o.tag, "suffix for the results file name");
   cmd->add_option("--persistent", o.persistent_shapes,
