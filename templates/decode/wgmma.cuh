@@ -84,6 +84,26 @@ MLJ_DEVICE int sw128_offset(int row, int chunk) { return row * 128 + ((chunk ^ (
 // The 64-byte swizzle (rows of 64 B, 512-byte atoms): chunk c of row r sits at chunk c ^ ((r / 2) % 4).
 MLJ_DEVICE int sw64_offset(int row, int chunk) { return row * 64 + ((chunk ^ ((row >> 1) & 3)) << 4); }
 
+// The CTA's shared memory aligned to 1 KiB (the 128-byte swizzle's pattern) and its ring's
+// mbarriers: full (one cp.async arrival per producer thread) and empty (`empty_arrivals` consumer
+// threads), initialised before any role starts.
+template <class L>
+MLJ_DEVICE unsigned char* wgmma_ring_setup(int empty_arrivals, unsigned long long*& full_bar,
+                                           unsigned long long*& empty_bar) {
+  unsigned char* raw_shared = mlj_dynamic_shared();
+  unsigned char* shared = raw_shared + ((1024 - (mlj_smem_addr(raw_shared) & 1023)) & 1023);
+  full_bar = reinterpret_cast<unsigned long long*>(shared + L::kBarrierOffset);
+  empty_bar = full_bar + L::kStages;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < L::kStages; ++s) {
+      mlj_mbarrier_init(&full_bar[s], 128);
+      mlj_mbarrier_init(&empty_bar[s], empty_arrivals);
+    }
+  }
+  mlj_barrier();
+  return shared;
+}
+
 // Where one work item's rows and KV range lie; the same on every thread, so every role derives
 // the same tile count. tiles == 0: nothing to stream (and no rows to write when skip).
 template <class Cfg>
@@ -812,17 +832,9 @@ MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count
                 "64-row wgmma decode: 16-bit q and cache");
   static_assert(Cfg::kRope == RopeStyle::none, "wgmma decode: no fused RoPE");
   static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
-  unsigned char* raw_shared = mlj_dynamic_shared();
-  unsigned char* shared = raw_shared + ((1024 - (mlj_smem_addr(raw_shared) & 1023)) & 1023);
-  unsigned long long* full_bar = reinterpret_cast<unsigned long long*>(shared + L::kBarrierOffset);
-  unsigned long long* empty_bar = full_bar + L::kStages;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < L::kStages; ++s) {
-      mlj_mbarrier_init(&full_bar[s], 128);                     // one cp.async arrival per producer thread
-      mlj_mbarrier_init(&empty_bar[s], L::kConsumerThreads);    // both consumers release every slot
-    }
-  }
-  mlj_barrier();
+  unsigned long long* full_bar;
+  unsigned long long* empty_bar;
+  unsigned char* shared = wgmma_ring_setup<L>(L::kConsumerThreads, full_bar, empty_bar);  // both consumers release every slot
   const int warp = __shfl_sync(0xffffffffu, (int)threadIdx.x / 32, 0);
   if (warp >= 8) {
     // The producer warpgroup: registers to the consumers.
@@ -850,17 +862,9 @@ MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_cou
   static_assert(Cfg::kRope == RopeStyle::none, "wgmma decode: no fused RoPE");
   static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
 
-  unsigned char* raw_shared = mlj_dynamic_shared();
-  unsigned char* shared = raw_shared + ((1024 - (mlj_smem_addr(raw_shared) & 1023)) & 1023);
-  unsigned long long* full_bar = reinterpret_cast<unsigned long long*>(shared + L::kBarrierOffset);
-  unsigned long long* empty_bar = full_bar + L::kStages;
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < L::kStages; ++s) {
-      mlj_mbarrier_init(&full_bar[s], 128);   // one cp.async arrival per producer thread
-      mlj_mbarrier_init(&empty_bar[s], 128);  // one arrival per consumer thread
-    }
-  }
-  mlj_barrier();
+  unsigned long long* full_bar;
+  unsigned long long* empty_bar;
+  unsigned char* shared = wgmma_ring_setup<L>(128, full_bar, empty_bar);  // a slot's consumer releases it
   // Broadcast from lane 0: ptxas then knows the role is warp-uniform (wgmma must not sit on a
   // path it considers divergent, or it serialises every wgmma).
   const int warpgroup = __shfl_sync(0xffffffffu, (int)threadIdx.x / 128, 0);
