@@ -2,6 +2,7 @@
 // give, and the sweep loop on the simulated device.
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -90,6 +91,26 @@ TEST(TunePlan, MmaCandidatesSweepRowsPerCta) {
   const std::vector<TileConfig> s2 = tile_candidates(suite_shape("S2").spec, k_h100, true);
   EXPECT_EQ(s2.front(), tuning::choose_tile(suite_shape("S2").spec, k_h100));
   EXPECT_EQ(s2.front().heads_per_cta, 64);
+}
+
+// sm_90a: the wgmma family sweeps its narrow rows up to the first that covers heads x s_q, and
+// from 48 rows the wide tile in both forms (64-token tiles in 2 slots, 32-token tiles in 4).
+TEST(TunePlan, WgmmaCandidatesIncludeBothWideTiles) {
+  const Target sm90a = parse_target("sm_90a");
+  const auto wgmma_tiles = [&](const Spec& spec) {
+    std::set<std::tuple<int, int, int>> tiles;  // (rows, tokens, stages)
+    for (const TileConfig& t : tile_candidates(spec, sm90a, true)) {
+      EXPECT_NO_THROW(validate(t, spec, sm90a)) << tuning::tile_summary(t);
+      if (t.family == KernelFamily::wgmma) tiles.insert({t.heads_per_cta, t.tokens_per_tile, t.stages});
+    }
+    return tiles;
+  };
+  const auto s2 = wgmma_tiles(suite_shape("S2").spec);  // 128 rows
+  EXPECT_TRUE(s2.count({64, 64, 2}) && s2.count({64, 32, 4}) && s2.count({32, 64, 2}));
+  const auto s1 = wgmma_tiles(suite_shape("S1").spec);  // 16 rows: no wide tile
+  EXPECT_EQ(s1, (std::set<std::tuple<int, int, int>>{{8, 64, 2}, {16, 64, 2}}));
+  const auto s7 = wgmma_tiles(suite_shape("S7").spec);  // fp8 cache: narrow tiles only
+  for (const auto& t : s7) EXPECT_NE(std::get<0>(t), 64);
 }
 
 TEST(TunePlan, SplitCandidatesSurroundTheModelsChoice) {
