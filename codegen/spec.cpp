@@ -156,9 +156,8 @@ int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& t
   return std::clamp(per_sm / (decode_shared_bytes(spec, tile) + 1024), 1, 2);
 }
 
-bool wgmma_wide_tile_supports(const Spec& spec, const Target& target) {
-  return wgmma_family_supports(spec, target) && spec.kv_dtype != DType::fp8_e4m3 && spec.v_dim() == 512 &&
-         spec.qk_dim() - spec.v_dim() >= 64;
+bool wgmma_wide_tile_supports(const Spec& spec) {
+  return spec.kv_dtype != DType::fp8_e4m3 && spec.v_dim() == 512 && spec.qk_dim() - spec.v_dim() >= 64;
 }
 
 int wgmma_stages(const TileConfig& tile) { return tile.tokens_per_tile == 32 ? 4 : 2; }
@@ -239,7 +238,7 @@ void validate_wgmma(const TileConfig& tile, const Spec& spec, const Target& targ
     throw_invalid("heads_per_cta", "must be 8, 16, 24, 32 (the wgmma N of one CTA) or 64 (the wide tile) for the wgmma family",
                   std::to_string(tile.heads_per_cta));
   }
-  if (wide && !wgmma_wide_tile_supports(spec, target)) {
+  if (wide && !wgmma_wide_tile_supports(spec)) {
     throw_invalid("heads_per_cta", "64 (the wide wgmma tile) needs a 16-bit cache, kv_lora_rank 512 and rope_dim >= 64", "64");
   }
   const int warps = 12;

@@ -87,9 +87,10 @@ bool mma_family_supports(const Spec& spec, const Target& target);
 // Whether the Hopper family can serve this spec on this target (sm_90a, 16-bit q == cache dtype or
 // an fp8 cache, no fused RoPE, qk_dim and v_dim multiples of 64, two 64-token cache tiles fit shared memory).
 bool wgmma_family_supports(const Spec& spec, const Target& target);
-// The wgmma family's wide tile (64 rows per CTA, two consumer warpgroups over 256 V columns each,
-// P written over the rope block): a 16-bit cache, kv_lora_rank 512 and rope_dim >= 64.
-bool wgmma_wide_tile_supports(const Spec& spec, const Target& target);
+// What the wgmma family's wide tile (64 rows per CTA, two consumer warpgroups over 256 V columns
+// each, P written over the rope block) needs on top of wgmma_family_supports: a 16-bit cache,
+// kv_lora_rank 512 and rope_dim >= 64.
+bool wgmma_wide_tile_supports(const Spec& spec);
 // The wgmma family's ring slots for a tile: 2 (64-token tiles), 4 (the wide tile's 32-token tiles).
 int wgmma_stages(const TileConfig& tile);
 // Every kernel family that can serve the spec on the target: portable, then mma and wgmma where

@@ -65,9 +65,9 @@ TileConfig wgmma_model_tile(const Spec& spec, const Target& target) {
   tile.family = KernelFamily::wgmma;
   tile.warps = 12;
   tile.tokens_per_tile = 64;
-  tile.stages = 2;
+  tile.stages = wgmma_stages(tile);
   const int rows = spec.heads * spec.s_q;
-  if (rows >= 64 && wgmma_wide_tile_supports(spec, target)) {
+  if (rows >= 64 && wgmma_wide_tile_supports(spec)) {
     tile.heads_per_cta = 64;
     if (decode_shared_bytes(spec, tile) <= target.max_shared_bytes()) return tile;
   }

@@ -98,12 +98,11 @@ std::vector<TileConfig> tile_candidates(const Spec& spec, const Target& target, 
     if (rows >= 48) {  // the wide tile: 64 rows, 2 consumer warpgroups + a producer warpgroup
       TileConfig t = base;
       t.heads_per_cta = 64;
-      t.tokens_per_tile = 64;
-      t.stages = 2;
-      add(t);
-      t.tokens_per_tile = 32;  // 4 slots of 32 tokens: the next pair loads while one computes
-      t.stages = 4;
-      add(t);
+      for (int tokens : {64, 32}) {  // 2 slots of 64 tokens, 4 of 32 (the next pair loads during the math)
+        t.tokens_per_tile = tokens;
+        t.stages = wgmma_stages(t);
+        add(t);
+      }
     }
   }
   const bool mma = mma_family_supports(spec, target);
