@@ -55,6 +55,12 @@ struct Dim3 {
 
 using Stream = void*;  // CUstream / hipStream_t; nullptr = the default stream
 
+// How a launch orders against the stream's previous kernel: after it has completed, or as its
+// programmatic dependent (CUDA sm_90+, unless MLAJIT_DISABLE_PDL=1): the grid may be scheduled while
+// the previous one finishes, and the kernel waits (mlj_wait_for_previous_grid) before it reads
+// anything. Where the device or driver lacks it, overlap_previous launches in stream order.
+enum class LaunchOrder { after_previous, overlap_previous };
+
 class Kernel {
  public:
   virtual ~Kernel() = default;
@@ -63,7 +69,7 @@ class Kernel {
   // Raises the dynamic shared memory limit when `bytes` needs the opt-in (done once per size).
   virtual void reserve_shared(int bytes) = 0;
   // args: pointers to each argument, as cuLaunchKernel / hipModuleLaunchKernel take them.
-  virtual void launch(Dim3 grid, Dim3 block, int shared_bytes, Stream stream, void** args) = 0;
+  virtual void launch(Dim3 grid, Dim3 block, int shared_bytes, Stream stream, void** args, LaunchOrder order) = 0;
 };
 
 class Module {

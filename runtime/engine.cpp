@@ -181,12 +181,14 @@ void Engine::decode(const DecodeArgs& a, const std::optional<TileConfig>& tile) 
   MljDecodeParams p = decode_params(a, plan);
   void* stage1_args[] = {&p};
   kernels.stage1->launch(plan.stage1_grid, runtime::Dim3{unsigned(kernels.jit.source.stage1_threads)},
-                         kernels.jit.source.stage1_shared_bytes, a.stream, stage1_args);
+                         kernels.jit.source.stage1_shared_bytes, a.stream, stage1_args,
+                         runtime::LaunchOrder::after_previous);
   if (plan.needs_combine) {
     MljCombineParams c = combine_params(a, plan);
     void* combine_args[] = {&c};
     kernels.combine->launch(runtime::Dim3{unsigned(a.total_q * plan.spec.heads)},
-                            runtime::Dim3{unsigned(kernels.jit.source.combine_threads)}, 0, a.stream, combine_args);
+                            runtime::Dim3{unsigned(kernels.jit.source.combine_threads)}, 0, a.stream, combine_args,
+                            runtime::LaunchOrder::overlap_previous);
   }
 }
 
@@ -204,7 +206,7 @@ void Engine::persistent_metadata_fill(const DecodeArgs& a, const PersistentMetad
   void* args[] = {&p};
   const Source& source = kernels.jit.source;
   kernels.schedule->launch(runtime::Dim3{1}, runtime::Dim3{unsigned(source.schedule_threads)},
-                           source.schedule_shared_bytes, a.stream, args);
+                           source.schedule_shared_bytes, a.stream, args, runtime::LaunchOrder::after_previous);
 }
 
 void Engine::persistent_decode(const DecodeArgs& a, const PersistentMetadata& metadata,
@@ -218,12 +220,15 @@ void Engine::persistent_decode(const DecodeArgs& a, const PersistentMetadata& me
   MljPersistentLayout layout = persistent_kernel_layout(plan.shape, metadata);
   void* args[] = {&p, &layout};
   const Source& source = kernels.jit.source;
+  // The persistent stage 1 and the reduce run as programmatic dependents of the kernel before them
+  // (the metadata fill, then stage 1): each waits for it before reading anything.
   kernels.stage1->launch(runtime::Dim3{unsigned(plan.shape.workers)}, runtime::Dim3{unsigned(source.stage1_threads)},
-                         source.stage1_shared_bytes, a.stream, args);
+                         source.stage1_shared_bytes, a.stream, args, runtime::LaunchOrder::overlap_previous);
   if (plan.layout.max_split_tiles > 0) {
     // Fixed grid (graph-safe): CTAs past this run's split tiles exit at once.
     kernels.combine->launch(runtime::Dim3{unsigned(plan.layout.max_split_tiles), unsigned(plan.shape.rows_per_item)},
-                            runtime::Dim3{unsigned(source.combine_threads)}, 0, a.stream, args);
+                            runtime::Dim3{unsigned(source.combine_threads)}, 0, a.stream, args,
+                            runtime::LaunchOrder::overlap_previous);
   }
 }
 

@@ -105,6 +105,7 @@ struct Driver {
   decltype(&cuFuncGetAttribute) func_attribute = nullptr;
   decltype(&cuFuncSetAttribute) func_set_attribute = nullptr;
   decltype(&cuLaunchKernel) launch = nullptr;
+  decltype(&cuLaunchKernelEx) launch_ex = nullptr;  // optional: programmatic dependent launch (CUDA 12+)
   decltype(&cuMemAlloc) mem_alloc = nullptr;
   decltype(&cuMemFree) mem_free = nullptr;
   decltype(&cuMemcpyHtoD) copy_htod = nullptr;
@@ -166,6 +167,7 @@ const Driver& driver() {
     d.func_attribute = symbol<decltype(d.func_attribute)>(h, "cuFuncGetAttribute");
     d.func_set_attribute = symbol<decltype(d.func_set_attribute)>(h, "cuFuncSetAttribute");
     d.launch = symbol<decltype(d.launch)>(h, "cuLaunchKernel");
+    d.launch_ex = symbol<decltype(d.launch_ex)>(h, "cuLaunchKernelEx");
     d.mem_alloc = symbol<decltype(d.mem_alloc)>(h, "cuMemAlloc_v2");
     d.mem_free = symbol<decltype(d.mem_free)>(h, "cuMemFree_v2");
     d.copy_htod = symbol<decltype(d.copy_htod)>(h, "cuMemcpyHtoD_v2");
@@ -235,7 +237,8 @@ const Driver& require_graphs() {
 // ---- kernel / module / device ------------------------------------------------------------
 class CudaKernel final : public Kernel {
  public:
-  CudaKernel(std::string name, CUfunction function) : name_(std::move(name)), function_(function) {}
+  CudaKernel(std::string name, CUfunction function, bool programmatic_launch)
+      : name_(std::move(name)), function_(function), programmatic_launch_(programmatic_launch) {}
   const std::string& name() const override { return name_; }
 
   KernelResources resources() const override {
@@ -260,7 +263,25 @@ class CudaKernel final : public Kernel {
     reserved_shared_ = bytes;
   }
 
-  void launch(Dim3 grid, Dim3 block, int shared_bytes, Stream stream, void** args) override {
+  void launch(Dim3 grid, Dim3 block, int shared_bytes, Stream stream, void** args, LaunchOrder order) override {
+    if (order == LaunchOrder::overlap_previous && programmatic_launch_) {
+      CUlaunchAttribute attribute{};
+      attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+      attribute.value.programmaticStreamSerializationAllowed = 1;
+      CUlaunchConfig config{};
+      config.gridDimX = grid.x;
+      config.gridDimY = grid.y;
+      config.gridDimZ = grid.z;
+      config.blockDimX = block.x;
+      config.blockDimY = block.y;
+      config.blockDimZ = block.z;
+      config.sharedMemBytes = unsigned(shared_bytes);
+      config.hStream = static_cast<CUstream>(stream);
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      check(driver().launch_ex(&config, function_, args, nullptr), "cuLaunchKernelEx (programmatic dependent)");
+      return;
+    }
     check(driver().launch(function_, grid.x, grid.y, grid.z, block.x, block.y, block.z, unsigned(shared_bytes),
                           static_cast<CUstream>(stream), args, nullptr),
           "cuLaunchKernel");
@@ -270,12 +291,13 @@ class CudaKernel final : public Kernel {
   std::string name_;
   CUfunction function_;
   std::mutex mutex_;
+  bool programmatic_launch_;
   int reserved_shared_ = 48 * 1024;  // available without opting in
 };
 
 class CudaModule final : public Module {
  public:
-  explicit CudaModule(CUmodule module) : module_(module) {}
+  CudaModule(CUmodule module, bool programmatic_launch) : module_(module), programmatic_launch_(programmatic_launch) {}
   ~CudaModule() override { driver().module_unload(module_); }
 
   Kernel& kernel(const std::string& entry) override {
@@ -288,12 +310,13 @@ class CudaModule final : public Module {
     if (r != CUDA_SUCCESS) {
       throw Error(ErrorCode::device_error, "code object has no kernel named '" + entry + "'");
     }
-    kernels_.push_back(std::make_unique<CudaKernel>(entry, f));
+    kernels_.push_back(std::make_unique<CudaKernel>(entry, f, programmatic_launch_));
     return *kernels_.back();
   }
 
  private:
   CUmodule module_;
+  bool programmatic_launch_;
   std::mutex mutex_;
   std::vector<std::unique_ptr<CudaKernel>> kernels_;
 };
@@ -331,6 +354,8 @@ class CudaDevice final : public Device {
     info_.l2_bytes = std::size_t(l2);
     info_.max_shared_per_block = shared_optin;
     info_.driver_version = fmt::format("{}.{}", version / 1000, (version % 1000) / 10);
+    // Programmatic dependent launch: Hopper and later, a driver with cuLaunchKernelEx, not disabled.
+    programmatic_launch_ = major >= 9 && d.launch_ex != nullptr && read_environment("MLAJIT_DISABLE_PDL") != "1";
   }
   ~CudaDevice() override { driver().primary_release(device_); }
 
@@ -340,7 +365,7 @@ class CudaDevice final : public Device {
     make_current();
     CUmodule module = nullptr;
     check(driver().module_load(&module, code.binary.data()), "cuModuleLoadData");
-    return std::make_unique<CudaModule>(module);
+    return std::make_unique<CudaModule>(module, programmatic_launch_);
   }
 
   void* allocate(std::size_t bytes) override {
@@ -424,6 +449,7 @@ class CudaDevice final : public Device {
   CUdevice device_ = 0;
   CUcontext context_ = nullptr;
   DeviceInfo info_;
+  bool programmatic_launch_ = false;
 };
 
 // ---- backend -----------------------------------------------------------------------------

@@ -164,8 +164,9 @@ class HipKernel final : public Kernel {
                             bytes, ordinal_, max_shared_));
   }
 
-  // The null stream is the current device's, so the module's device is made current first.
-  void launch(Dim3 grid, Dim3 block, int shared_bytes, Stream stream, void** args) override {
+  // The null stream is the current device's, so the module's device is made current first. HIP
+  // has no programmatic dependent launch: every launch is in stream order.
+  void launch(Dim3 grid, Dim3 block, int shared_bytes, Stream stream, void** args, LaunchOrder /*order*/) override {
     const Runtime& r = runtime();
     check(r.set_device(ordinal_), "hipSetDevice");
     check(r.module_launch_kernel(function_, grid.x, grid.y, grid.z, block.x, block.y, block.z,

@@ -18,6 +18,9 @@ MLJ_DEVICE float mlj_bits_to_float(unsigned int bits) { return __builtin_bit_cas
 MLJ_DEVICE unsigned int mlj_float_to_bits(float v) { return __builtin_bit_cast(unsigned int, v); }
 MLJ_DEVICE float mlj_exp2(float x) { return exp2f(x); }
 MLJ_DEVICE float mlj_log2(float x) { return log2f(x); }
+// No programmatic dependent launch on AMD: every launch is in stream order.
+MLJ_DEVICE void mlj_wait_for_previous_grid() {}
+MLJ_DEVICE void mlj_launch_dependents() {}
 MLJ_DEVICE float mlj_tanh(float x) { return tanhf(x); }
 MLJ_DEVICE float mlj_fma(float a, float b, float c) { return fmaf(a, b, c); }
 MLJ_DEVICE float mlj_rint(float x) { return rintf(x); }  // nearest, ties to even

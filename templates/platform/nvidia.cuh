@@ -112,6 +112,21 @@ MLJ_DEVICE unsigned int mlj_f16x2_to_bf16x2(unsigned int h) {
   return r;
 }
 
+// Programmatic dependent launch (sm_90+; runtime/backend.hpp LaunchOrder): a kernel launched as the
+// programmatic dependent of the previous one waits here until that grid has completed and its
+// writes are visible; launch_dependents lets this grid's dependent be scheduled early. Both are
+// no-ops in a plain launch and before sm_90.
+MLJ_DEVICE void mlj_wait_for_previous_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+MLJ_DEVICE void mlj_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // ---- Hopper (sm_90a) primitives: wgmma, mbarrier, named barriers, register budgets ---------
 // Only for kernels generated for sm_90a (the wgmma decode family); MLJ_HAS_WGMMA says they exist.
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)

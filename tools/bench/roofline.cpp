@@ -49,7 +49,7 @@ double stream_read_gb_s(runtime::Device& device) {
   void* sink_ptr = sink.get();
   void* args[] = {&ptr, &count, &sink_ptr};
   const unsigned blocks = unsigned(device.info().multiprocessors) * 4;
-  auto run = [&] { kernel.launch({blocks}, {512}, 0, nullptr, args); };
+  auto run = [&] { kernel.launch({blocks}, {512}, 0, nullptr, args, runtime::LaunchOrder::after_previous); };
   run();
   device.synchronize();
   const double ms = median_ms(device, 10, run);

@@ -27,9 +27,11 @@ struct MljDecodeConfig {
 };
 
 MLJ_GLOBAL void __launch_bounds__(256, 1) mla_decode_stage1(const MljDecodeParams p) {
+  mlj_launch_dependents();  // the combine may be scheduled as this grid's CTAs start
   mlj::decode_stage1_mma<MljDecodeConfig>(p);
 }
 
 MLJ_GLOBAL void __launch_bounds__(256, 2) mla_decode_combine(const MljCombineParams p) {
+  mlj_wait_for_previous_grid();  // stage 1's partials are complete and visible
   mlj::decode_combine<MljDecodeConfig>(p);
 }
