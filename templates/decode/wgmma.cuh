@@ -165,6 +165,38 @@ MLJ_DEVICE void wgmma_widen_fp8_tile(unsigned char* slot, int ct, int consumer) 
   mlj_named_barrier(1 + consumer, 128);  // the widened tile is complete
 }
 
+// Both consumer warpgroups (256 threads, `thread` 0..255) stage the item's L::kRows rows of Q once
+// the previous item's readers are done: row r, chunk c of qk_dim / 8 -> block c / 8, swizzled;
+// rows past the request are zero. An fp8 q is widened to the mma type exactly (q_scale is applied
+// to the logits). Named barrier `barrier` before and after.
+template <class Cfg, class L>
+MLJ_DEVICE void wgmma_stage_q(const MljDecodeParams& p, const WgmmaItem<Cfg>& it, int row0, unsigned char* q_s,
+                              int thread, int barrier) {
+  using QStorage = typename Cfg::QType::storage;
+  const QStorage* q_base = static_cast<const QStorage*>(p.q);
+  mlj_named_barrier(barrier, 256);
+  for (int e = thread; e < L::kRows * (L::kQkDim / 8); e += 256) {
+    const int r = e / (L::kQkDim / 8);
+    const int c = e - r * (L::kQkDim / 8);
+    const int row = row0 + r;
+    Vec16 v = {{0u, 0u, 0u, 0u}};
+    if (row < it.rows_in_request) {
+      const int t = row / Cfg::kHeads;
+      const int h = row - t * Cfg::kHeads;
+      const QStorage* q_row = q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
+      if constexpr (L::kFp8Q) {
+        const unsigned int* q_words = reinterpret_cast<const unsigned int*>(q_row) + c * 2;
+        v = widen_e4m3x8<Cfg::kMmaBf16>(q_words[0], q_words[1]);
+      } else {
+        v = reinterpret_cast<const Vec16*>(q_row)[c];
+      }
+    }
+    *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
+  }
+  mlj_fence_proxy_async();
+  mlj_named_barrier(barrier, 256);
+}
+
 // Producer warpgroup: streams every item's KV tiles into the ring. Thread (token tid / 8 of a
 // 16-token pass, 16-byte chunk tid % 8 of each 128 B block row); 4 passes per tile.
 template <class Cfg, class L, class Items>
@@ -236,7 +268,6 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   constexpr int N = L::kRows;
   constexpr bool kBf16 = Cfg::kMmaBf16;
   using Storage = unsigned short;
-  using QStorage = typename Cfg::QType::storage;
   using OutType = typename Cfg::OutType;
   // Fragment coordinates (m64nNk16 accumulator): value j of a thread is M row
   // 16 * warp + lane / 4 + 8 * ((j / 2) % 2) and N column 8 * (j / 4) + 2 * (lane % 4) + j % 2.
@@ -257,7 +288,6 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   const unsigned int p_addr = mlj_smem_addr(p_s);
   const unsigned int slot_addr = mlj_smem_addr(ring + consumer * L::kStageBytes);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
-  const QStorage* q_base = static_cast<const QStorage*>(p.q);
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
 
   int g = 0;  // the CTA's tile counter (the producer's)
@@ -270,30 +300,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
     const int first = (g % 2 == consumer) ? 0 : 1;
     const bool consumer1_has_tiles = it.tiles > ((g % 2 == 1) ? 0 : 1);
 
-    // Stage Q (both consumers, 256 threads) once the previous item's readers are done: row r,
-    // chunk c of qk_dim / 8 -> block c / 8, swizzled.
-    mlj_named_barrier(L::kBothConsumersBarrier, 256);
-    for (int e = threadIdx.x - 128; e < N * (L::kQkDim / 8); e += 256) {
-      const int r = e / (L::kQkDim / 8);
-      const int c = e - r * (L::kQkDim / 8);
-      const int row = row0 + r;
-      Vec16 v = {{0u, 0u, 0u, 0u}};
-      if (row < it.rows_in_request) {
-        const int t = row / kHeads;
-        const int h = row - t * kHeads;
-        const QStorage* q_row = q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
-        if constexpr (L::kFp8Q) {
-          // 8 fp8 elements (8 B) -> 8 mma-type elements, exactly; q_scale is applied to the logits.
-          const unsigned int* q_words = reinterpret_cast<const unsigned int*>(q_row) + c * 2;
-          v = widen_e4m3x8<kBf16>(q_words[0], q_words[1]);
-        } else {
-          v = reinterpret_cast<const Vec16*>(q_row)[c];
-        }
-      }
-      *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
-    }
-    mlj_fence_proxy_async();
-    mlj_named_barrier(L::kBothConsumersBarrier, 256);
+    wgmma_stage_q<Cfg, L>(p, it, row0, q_s, threadIdx.x - 128, L::kBothConsumersBarrier);
 
     float m_run[kMyRows];
     float l_part[kMyRows];
@@ -553,6 +560,7 @@ struct WgmmaWideLayout {
   // 128-byte swizzled rows (64 tokens) or 64-byte swizzled rows (32 tokens) - kBlockBytes either way.
   static constexpr int kPBlock = kQkBlocks - 1;
   static constexpr bool kFp8Kv = false;
+  static constexpr bool kFp8Q = false;
   static constexpr int kProducerRegisters = 56;
   static constexpr int kConsumerRegisters = 224;  // 56 + 2 x 224 = 3 x 168
   static constexpr int kConsumerThreads = 256;
@@ -564,7 +572,6 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
   using L = WgmmaWideLayout<Cfg>;
   constexpr int kHeads = Cfg::kHeads;
   constexpr bool kBf16 = Cfg::kMmaBf16;
-  using Storage = unsigned short;
   using OutType = typename Cfg::OutType;
   const int ct = threadIdx.x % 128;
   const int warp = ct / 32;
@@ -575,7 +582,6 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
   const unsigned int q_addr = mlj_smem_addr(q_s);
   const unsigned int ring_addr = mlj_smem_addr(ring);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
-  const Storage* q_base = static_cast<const Storage*>(p.q);
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
   // This thread's rows (of the CTA's 64): 16 warp + lane / 4 and + 8; accumulator value j of an
   // m64nNk16 fragment is row (j / 2) % 2 of those, column 8 (j / 4) + 2 (lane % 4) + j % 2.
@@ -588,21 +594,7 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
     if (it.skip) continue;
     const int row0 = work.row0;
 
-    mlj_named_barrier(1, L::kConsumerThreads);  // the previous item's readers of Q are done
-    for (int e = threadIdx.x; e < L::kRows * (L::kQkDim / 8); e += L::kConsumerThreads) {
-      const int r = e / (L::kQkDim / 8);
-      const int c = e - r * (L::kQkDim / 8);
-      const int row = row0 + r;
-      Vec16 v = {{0u, 0u, 0u, 0u}};
-      if (row < it.rows_in_request) {
-        const int t = row / kHeads;
-        const int h = row - t * kHeads;
-        v = reinterpret_cast<const Vec16*>(q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim)[c];
-      }
-      *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
-    }
-    mlj_fence_proxy_async();
-    mlj_named_barrier(1, L::kConsumerThreads);
+    wgmma_stage_q<Cfg, L>(p, it, row0, q_s, threadIdx.x, 1);
 
     float m_run[2], l_part[2];
     int row_kv_end[2];
