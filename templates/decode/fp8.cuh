@@ -6,30 +6,13 @@
 
 namespace mlj {
 
-// True when one of the eight bytes is an e4m3 NaN (magnitude 0x7f): adding 1 to a 7-bit magnitude
-// sets the byte's top bit for 0x7f alone, and never carries into the next byte.
-MLJ_DEVICE bool e4m3x8_has_nan(unsigned int w0, unsigned int w1) {
-  return ((((w0 & 0x7f7f7f7fu) + 0x01010101u) | ((w1 & 0x7f7f7f7fu) + 0x01010101u)) & 0x80808080u) != 0u;
-}
-
 // Eight e4m3 values (w0 = elements 0..3, w1 = 4..7, byte i = element i) -> eight 16-bit values of
 // the mma type (bf16 or fp16), element 0 lowest. Exact: every e4m3 value, subnormals included, is
-// a bf16 / fp16 normal or zero, and NaN stays NaN. sm_80+: integer rebias (mlj_e4m3x2_rebias)
-// unless a byte is NaN; otherwise (and on HIP) sm_89+: one cvt.rn.f16x2.e4m3x2 per pair, plus
+// a bf16 / fp16 normal or zero, and NaN stays NaN. sm_89+: one cvt.rn.f16x2.e4m3x2 per pair, plus
 // f16 -> f32 -> bf16x2 for bf16; older targets decode each element in software.
 template <bool kBf16>
 MLJ_DEVICE Vec16 widen_e4m3x8(unsigned int w0, unsigned int w1) {
   Vec16 v;
-#if defined(MLJ_HAS_E4M3_REBIAS)
-  if (!e4m3x8_has_nan(w0, w1)) {
-    // prmt selectors: bytes 0, 1 (elements 0, 1) and bytes 2, 3 into the halves' high bytes.
-    v.w[0] = mlj_e4m3x2_rebias<kBf16>(w0, 0x1404u);
-    v.w[1] = mlj_e4m3x2_rebias<kBf16>(w0, 0x3424u);
-    v.w[2] = mlj_e4m3x2_rebias<kBf16>(w1, 0x1404u);
-    v.w[3] = mlj_e4m3x2_rebias<kBf16>(w1, 0x3424u);
-    return v;
-  }
-#endif
 #if defined(MLJ_HAS_CVT_E4M3)
   mlj_e4m3x4_to_f16x4(w0, v.w[0], v.w[1]);
   mlj_e4m3x4_to_f16x4(w1, v.w[2], v.w[3]);

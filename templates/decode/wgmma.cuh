@@ -615,84 +615,73 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
     // twice), both consumers agree on one running maximum per row through `row_max`, and each
     // applies both tiles' P to its 256 V columns: its own P from registers (RS), the other's from
     // the shared P block (SS). An odd last tile leaves consumer 1 without a tile of its own.
-    // With 4 slots (32-token tiles) the next pair is already loading, so S of the next pair is
-    // issued before P . V of this one and its softmax runs while P . V is on the tensor pipe;
-    // with 2 slots the next pair's tiles arrive only once this pair is released.
-    constexpr bool kOverlap = L::kStages >= 4;
-    constexpr int kS = L::kTile / 2;  // S fragment values a thread (m64nNk16, N = the tile)
-    const int pairs = (it.tiles + 1) / 2;
-    const unsigned int opaque_zero = (unsigned int)((it.tiles - 1) >> 31);  // see the narrow consumer
-    const auto tile_of = [&](int pair, int c) { return 2 * pair + c; };
-    const auto slot_of = [&](int tile) { return (g + tile) % L::kStages; };
-    const auto wait_full = [&](int tile) {
-      mlj_mbarrier_wait(&full_bar[slot_of(tile)], ((g + tile) / L::kStages) & 1);
-      mlj_fence_proxy_async();
-    };
-    float s[kS];
-    float tile_max[2];
-    float alpha[2];
-    // Issues S = Q K^T of this consumer's tile of `pair` into s (committed, not waited for).
-    // Without a tile of its own (`real` false: past the item's tiles) it still issues the same
-    // wgmmas, on whatever the slot holds, without waiting for it, and the caller ignores s: ptxas
-    // serialises every wgmma of a kernel whose wgmma issue is conditional here (C7515).
-    const auto issue_s = [&](int pair, bool real) {
-      const int tile = tile_of(pair, consumer);
-      if (real) wait_full(tile);
-      const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
-      const unsigned long long k_desc =
-          mlj_wgmma_desc_sw128(ring_addr + slot_of(tile) * L::kStageBytes + opaque_zero, 16, 1024);
+    for (int pair = 0; 2 * pair < it.tiles; ++pair) {
+      const int tile_own = 2 * pair + consumer;
+      const int tile_other = 2 * pair + 1 - consumer;
+      const bool has_own = tile_own < it.tiles;
+      const bool has_other = tile_other < it.tiles;
+      const int slot_own = (g + tile_own) % L::kStages;
+      const int slot_other = (g + tile_other) % L::kStages;
+      const unsigned int opaque_zero = (unsigned int)((it.tiles - 1 - 2 * pair) >> 31);  // see the narrow consumer
+      const unsigned int own_addr = ring_addr + slot_own * L::kStageBytes + opaque_zero;
+
+      // ---- S = Q K^T of this consumer's tile, scaled, capped, masked, in log2 units
+      constexpr int kS = L::kTile / 2;  // S fragment values a thread (m64nNk16, N = the tile)
+      float s[kS];
+      float tile_max[2] = {mlj_neg_inf(), mlj_neg_inf()};
+      if (has_own) {
+        mlj_mbarrier_wait(&full_bar[slot_own], ((g + tile_own) / L::kStages) & 1);
+        mlj_fence_proxy_async();
+        const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
+        const unsigned long long k_desc = mlj_wgmma_desc_sw128(own_addr, 16, 1024);
 #pragma unroll
-      for (int j = 0; j < kS; ++j) s[j] = 0.0f;
-      mlj_wgmma_fence();
+        for (int j = 0; j < kS; ++j) s[j] = 0.0f;
+        mlj_wgmma_fence();
 #pragma unroll
-      for (int b = 0; b < L::kQkBlocks; ++b) {
+        for (int b = 0; b < L::kQkBlocks; ++b) {
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          const unsigned long long a = q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4);
-          const unsigned long long bd = k_desc + ((b * L::kBlockBytes + kk * 32) >> 4);
-          if constexpr (L::kTile == 64) {
-            mlj_wgmma_m64n64k16_ss<kBf16>(s, a, bd, (b | kk) != 0);
-          } else {
-            mlj_wgmma_m64k16<32, kBf16, false>(s, a, bd, (b | kk) != 0);
+          for (int kk = 0; kk < 4; ++kk) {
+            const unsigned long long a = q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4);
+            const unsigned long long bd = k_desc + ((b * L::kBlockBytes + kk * 32) >> 4);
+            if constexpr (L::kTile == 64) {
+              mlj_wgmma_m64n64k16_ss<kBf16>(s, a, bd, (b | kk) != 0);
+            } else {
+              mlj_wgmma_m64k16<32, kBf16, false>(s, a, bd, (b | kk) != 0);
+            }
           }
         }
-      }
-      mlj_wgmma_commit();
-    };
-    // Once S has landed: scaled, capped, masked, in log2 units; this consumer's row maxima.
-    const auto finish_s = [&](int pair) {
+        mlj_wgmma_commit();
+        mlj_wgmma_wait<0>();
 #pragma unroll
-      for (int j = 0; j < kS; ++j) mlj_fence_operand(s[j]);
-      const int tile_start = it.kv_lo + tile_of(pair, consumer) * L::kTile;
+        for (int j = 0; j < kS; ++j) mlj_fence_operand(s[j]);
+        const int tile_start = it.kv_lo + tile_own * L::kTile;
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
+        for (int h = 0; h < 2; ++h) {
 #pragma unroll
-        for (int c = 0; c < L::kTile / 8; ++c) {
+          for (int c = 0; c < L::kTile / 8; ++c) {
 #pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int j = 4 * c + 2 * h + e;
-            float v = s[j] * logit_scale;
-            if constexpr (Cfg::kLogitCap > 0.0f) v = Cfg::kLogitCap * mlj_tanh(v / Cfg::kLogitCap);
-            v *= kLog2e;
-            v = tile_start + 8 * c + 2 * (lane % 4) + e < row_kv_end[h] ? v : mlj_neg_inf();
-            s[j] = v;
-            tile_max[h] = fmaxf(tile_max[h], v);
+            for (int e = 0; e < 2; ++e) {
+              const int j = 4 * c + 2 * h + e;
+              float v = s[j] * logit_scale;
+              if constexpr (Cfg::kLogitCap > 0.0f) v = Cfg::kLogitCap * mlj_tanh(v / Cfg::kLogitCap);
+              v *= kLog2e;
+              v = tile_start + 8 * c + 2 * (lane % 4) + e < row_kv_end[h] ? v : mlj_neg_inf();
+              s[j] = v;
+              tile_max[h] = fmaxf(tile_max[h], v);
+            }
           }
+          tile_max[h] = fmaxf(tile_max[h], mlj_shfl_xor(tile_max[h], 1));
+          tile_max[h] = fmaxf(tile_max[h], mlj_shfl_xor(tile_max[h], 2));
         }
-        tile_max[h] = fmaxf(tile_max[h], mlj_shfl_xor(tile_max[h], 1));
-        tile_max[h] = fmaxf(tile_max[h], mlj_shfl_xor(tile_max[h], 2));
       }
-    };
-    // S of `pair` (this consumer's tile, if it has one) to P: the shared running maximum
-    // (alpha: the factor O still owes), this consumer's P in s (16-bit values as floats) and over
-    // its tile's rope block, the row sums. Both consumers call it for every pair.
-    const auto softmax_pair = [&](int pair) {
-      const bool has_own = tile_of(pair, consumer) < it.tiles;
+
+      // ---- one running maximum for both consumers
       if (lane % 4 == 0) {
         row_max[consumer * L::kRows + my_row[0]] = tile_max[0];
         row_max[consumer * L::kRows + my_row[1]] = tile_max[1];
       }
       mlj_named_barrier(1, L::kConsumerThreads);
+      float alpha[2];
       bool any[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -701,90 +690,63 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         alpha[h] = any[h] ? mlj_exp2(m_run[h] - m_new) : 1.0f;
         m_run[h] = m_new;
       }
-      if (!has_own) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) l_part[h] *= alpha[h];
-        return;
-      }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int c = 0; c < L::kTile / 8; ++c) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int j = 4 * c + 2 * h + e;
-            s[j] = any[h] ? mlj_exp2(s[j] - m_run[h]) : 0.0f;
-            sum += s[j];
-          }
-        }
-        l_part[h] = l_part[h] * alpha[h] + sum;
-      }
-      unsigned char* p_block = ring + slot_of(tile_of(pair, consumer)) * L::kStageBytes + L::kPBlock * L::kBlockBytes;
-#pragma unroll
-      for (int kk = 0; kk < L::kKSteps; ++kk) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) {
-          // A fragment register r of k-step kk: row my_row[r % 2], tokens 16 kk + 8 (r / 2) + 2 (lane % 4) ..
-          const int row = my_row[r % 2];
-          const int chunk = 2 * kk + r / 2;
-          const int offset = L::kTile == 64 ? sw128_offset(row, chunk) : sw64_offset(row, chunk);
-          *reinterpret_cast<unsigned int*>(p_block + offset + 4 * (lane % 4)) =
-              mlj_pack2<kBf16>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
-        }
-      }
-      mlj_fence_proxy_async();
-    };
-    // S through softmax for `pair`, without overlap.
-    const auto s_and_softmax = [&](int pair) {
-      tile_max[0] = tile_max[1] = mlj_neg_inf();
-      if (tile_of(pair, consumer) < it.tiles) {
-        issue_s(pair, true);
-        mlj_wgmma_wait<0>();
-        finish_s(pair);
-      }
-      softmax_pair(pair);
-    };
 
-    if (pairs > 0) s_and_softmax(0);
-    for (int pair = 0; pair < pairs; ++pair) {
-      const int tile_own = tile_of(pair, consumer);
-      const int tile_other = tile_of(pair, 1 - consumer);
-      const bool has_own = tile_own < it.tiles;
-      const bool has_other = tile_other < it.tiles;
-      const bool has_next = pair + 1 < pairs;
-      const bool next_own = has_next && tile_of(pair + 1, consumer) < it.tiles;
-
-      // ---- P of this pair as A fragments (s is free afterwards), O rescaled (its P . V of the
-      // previous pair is complete), both P blocks visible
-      unsigned int a[L::kKSteps][4];
-#pragma unroll
-      for (int kk = 0; kk < L::kKSteps; ++kk) {
-#pragma unroll
-        for (int r = 0; r < 4; ++r) a[kk][r] = mlj_pack2<kBf16>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
-      }
 #pragma unroll
       for (int j = 0; j < 128; ++j) {
         o[j] *= alpha[(j / 2) % 2];
         mlj_fence_operand(o[j]);
       }
-      mlj_named_barrier(1, L::kConsumerThreads);  // both P blocks written (and row_max read)
-      if (has_other) wait_full(tile_other);
 
-      // ---- (overlap) S of the next pair first, then O += P_own V_own[:, 256 c ..] + P_other V_other[:, 256 c ..]
-      if (kOverlap) {
-        tile_max[0] = tile_max[1] = mlj_neg_inf();
-        issue_s(pair + 1, next_own);
+      // ---- P of this consumer's tile: registers (A fragments) and the tile's rope block (shared)
+      unsigned int a[L::kKSteps][4];
+      if (has_own) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          float sum = 0.0f;
+#pragma unroll
+          for (int c = 0; c < L::kTile / 8; ++c) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int j = 4 * c + 2 * h + e;
+              s[j] = any[h] ? mlj_exp2(s[j] - m_run[h]) : 0.0f;
+              sum += s[j];
+            }
+          }
+          l_part[h] = l_part[h] * alpha[h] + sum;
+        }
+        unsigned char* p_block = ring + slot_own * L::kStageBytes + L::kPBlock * L::kBlockBytes;
+#pragma unroll
+        for (int kk = 0; kk < L::kKSteps; ++kk) {
+#pragma unroll
+          for (int r = 0; r < 4; ++r) {
+            a[kk][r] = mlj_pack2<kBf16>(s[8 * kk + 2 * r], s[8 * kk + 2 * r + 1]);
+            // A fragment register r of k-step kk: row my_row[r % 2], tokens 16 kk + 8 (r / 2) + 2 (lane % 4) ..
+            const int row = my_row[r % 2];
+            const int chunk = 2 * kk + r / 2;
+            const int offset = L::kTile == 64 ? sw128_offset(row, chunk) : sw64_offset(row, chunk);
+            *reinterpret_cast<unsigned int*>(p_block + offset + 4 * (lane % 4)) = a[kk][r];
+          }
+        }
+        mlj_fence_proxy_async();
+      } else {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) l_part[h] *= alpha[h];
+      }
+      mlj_named_barrier(1, L::kConsumerThreads);  // both P blocks written (and row_max read)
+
+      // ---- O = alpha O + P_own V_own[:, 256 c ..] + P_other V_other[:, 256 c ..]
+      if (has_other) {
+        mlj_mbarrier_wait(&full_bar[slot_other], ((g + tile_other) / L::kStages) & 1);
+        mlj_fence_proxy_async();
       }
       mlj_wgmma_fence();
       if (has_own) {
-        const unsigned int own_addr = ring_addr + slot_of(tile_own) * L::kStageBytes + opaque_zero;
         const unsigned long long v_desc = mlj_wgmma_desc_sw128(own_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
 #pragma unroll
         for (int kk = 0; kk < L::kKSteps; ++kk) mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a[kk], v_desc + ((kk * 2048) >> 4));
       }
       if (has_other) {
-        const unsigned int other_addr = ring_addr + slot_of(tile_other) * L::kStageBytes;
+        const unsigned int other_addr = ring_addr + slot_other * L::kStageBytes;
         const unsigned int p_addr = other_addr + L::kPBlock * L::kBlockBytes;
         const unsigned long long p_desc =
             L::kTile == 64 ? mlj_wgmma_desc_sw128(p_addr, 16, 1024) : mlj_wgmma_desc_sw64(p_addr, 16, 512);
@@ -795,21 +757,11 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         }
       }
       mlj_wgmma_commit();
-      // The next pair's softmax while this pair's P . V runs (its row_max writes follow this
-      // pair's barrier; its P goes to the next pair's slots). The wait is unconditional: ptxas
-      // does not correlate the branches, and a read of s on a path where it cannot see the S
-      // group retired serialises every wgmma of the kernel (C7514).
-      if (kOverlap) mlj_wgmma_wait<1>();
-      if (kOverlap && has_next) {
-        if (next_own) finish_s(pair + 1);
-        softmax_pair(pair + 1);
-      }
       mlj_wgmma_wait<0>();
 #pragma unroll
       for (int j = 0; j < 128; ++j) mlj_fence_operand(o[j]);
-      if (has_own) mlj_mbarrier_arrive(&empty_bar[slot_of(tile_own)]);
-      if (has_other) mlj_mbarrier_arrive(&empty_bar[slot_of(tile_other)]);
-      if (!kOverlap && has_next) s_and_softmax(pair + 1);
+      if (has_own) mlj_mbarrier_arrive(&empty_bar[slot_own]);
+      if (has_other) mlj_mbarrier_arrive(&empty_bar[slot_other]);
     }
     g += it.tiles;
 

@@ -98,31 +98,6 @@ MLJ_DEVICE void mlj_e4m3x4_to_f16x4(unsigned int x, unsigned int& lo, unsigned i
       : "=r"(lo), "=r"(hi) : "r"(x));
 }
 #endif
-// The same without the conversion unit (sm_80+; MLJ_HAS_E4M3_REBIAS): the two bytes of x that
-// `selector` (a prmt selector) moves into the high byte of each 16-bit half -> bf16x2 / f16x2.
-// A byte's magnitude bits, shifted down to the 16-bit type's exponent and top mantissa bits, are
-// the bits of value x 2^-120 (bf16) / x 2^-8 (f16): the exponent field is e4m3's with the wider
-// type's bias, subnormals become the wider type's subnormals. One fma by 2^120 / 2^8 (exact, no
-// ftz) rebiases; the -0 addend keeps the sign of zero. Not for NaN bytes (0x7f / 0xff, which come
-// out as +-480): callers route those through the converting path. prmt + shift + lop3 + fma per
-// pair: the integer and fma pipes, where the cvt path's four conversions (bf16) queue on the
-// quarter-rate conversion unit.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-#define MLJ_HAS_E4M3_REBIAS 1
-template <bool kBf16>
-MLJ_DEVICE unsigned int mlj_e4m3x2_rebias(unsigned int x, unsigned int selector) {
-  unsigned int h, r;
-  asm("prmt.b32 %0, %1, 0, %2;\n" : "=r"(h) : "r"(x), "r"(selector));
-  if (kBf16) {
-    const unsigned int y = ((h >> 4) & 0x07f007f0u) | (h & 0x80008000u);
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(y), "r"(0x7b807b80u), "r"(0x80008000u));
-  } else {
-    const unsigned int y = ((h >> 1) & 0x3f803f80u) | (h & 0x80008000u);
-    asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(r) : "r"(y), "r"(0x5c005c00u), "r"(0x80008000u));
-  }
-  return r;
-}
-#endif
 // f16x2 -> bf16x2 through fp32 (exact for values bf16 holds, e.g. every widened e4m3 value).
 MLJ_DEVICE unsigned int mlj_f16x2_to_bf16x2(unsigned int h) {
   unsigned int r;

@@ -1,8 +1,8 @@
 // GPU tier: the fp8 (e4m3) widening of templates/decode/fp8.cuh, bit for bit. Every one of the 256
 // codes goes through widen_e4m3x8 to bf16 and to fp16 on the device and must equal the host's
-// exact conversion (NaN codes: NaN). Groups of eight consecutive codes take the integer rebias
-// path unless the group holds a NaN code; two more groups put the codes that share a group with a
-// NaN (0x78-0x7e, 0xf8-0xfe) on that path too. Skips with a message where no GPU is.
+// exact conversion (NaN codes: NaN), in groups of eight as the kernels call it; two more groups
+// put the codes next to a NaN (0x78-0x7e, 0xf8-0xfe) in a group without one, for a path that
+// treats NaN groups apart (session 5 tried one; it was slower). Skips with a message where no GPU is.
 #include <gtest/gtest.h>
 
 #include <array>
