@@ -94,7 +94,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"tokens_per_tile", std::to_string(tile.tokens_per_tile)},
       {"warps", std::to_string(tile.warps)},
       {"stages", std::to_string(tile.stages)},
-      {"mma_bf16", mma_dtype(spec) == DType::bf16 ? "true" : "false"},
+      {"mma_bf16", mma_dtype(spec, tile.family) == DType::bf16 ? "true" : "false"},
       {"shared_bytes", std::to_string(source.stage1_shared_bytes)},
       {"stage1_header", stage1_header},
       {"combine_threads", std::to_string(source.combine_threads)},

@@ -144,7 +144,13 @@ std::vector<KernelFamily> families_serving(const Spec& spec, const Target& targe
   return families;
 }
 
-DType mma_dtype(const Spec& spec) { return spec.q_dtype == DType::fp16 ? DType::fp16 : DType::bf16; }
+DType mma_dtype(const Spec& spec, KernelFamily family) {
+  if (spec.q_dtype == DType::fp16) return DType::fp16;
+  // wgmma widens an fp8 cache in its consumers' critical path: e4m3 -> fp16 is one conversion per
+  // pair, e4m3 -> bf16 four (through fp16 and fp32). q is brought into fp16's range (wgmma.cuh).
+  if (family == KernelFamily::wgmma && spec.kv_dtype == DType::fp8_e4m3) return DType::fp16;
+  return DType::bf16;
+}
 
 int decode_ctas_per_sm(const Spec& spec, const TileConfig& tile, const Target& target) {
   if (tile.family != KernelFamily::mma) return 1;  // wgmma: one 384-thread CTA takes the SM

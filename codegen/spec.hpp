@@ -96,9 +96,11 @@ int wgmma_stages(const TileConfig& tile);
 // Every kernel family that can serve the spec on the target: portable, then mma and wgmma where
 // supported.
 std::vector<KernelFamily> families_serving(const Spec& spec, const Target& target);
-// The 16-bit operand dtype of the mma family's math: fp16 when q is fp16, else bf16 (an fp8 q
-// or an fp8 cache is widened to it exactly; every e4m3 value is a bf16 / fp16 normal or zero).
-DType mma_dtype(const Spec& spec);
+// The 16-bit operand dtype of a matrix-core family's math (mma, wgmma): fp16 when q is fp16 or
+// when wgmma reads an fp8 cache (a bf16 q is then scaled into fp16's range by a power of two per
+// CTA), else bf16. An fp8 q or cache is widened to it exactly: every e4m3 value is a bf16 / fp16
+// normal or zero.
+DType mma_dtype(const Spec& spec, KernelFamily family);
 
 // Canonical forms: equal problems give byte-identical JSON (sorted keys, normalised fields).
 Spec canonical(Spec spec);

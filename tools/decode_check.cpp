@@ -174,11 +174,12 @@ Tolerance tolerance_for(const Spec& spec, KernelFamily family, double max_abs_v)
   Tolerance t{1e-4, 1e-4};
   if (spec.out_dtype == DType::bf16) t = {2e-3, 1.6e-2};
   if (spec.out_dtype == DType::fp16) t = {5e-4, 2e-3};
-  // The mma and wgmma families round P to their operand type (mma_dtype: fp16 when q is fp16, else bf16, fp8 q
-  // or an fp8 cache included): |sum (p~ - p) v| / l <= u max|v|. With an fp8 cache the output is
+  // The mma and wgmma families round P to their operand type (mma_dtype: fp16 when q is fp16 and
+  // for wgmma with an fp8 cache, else bf16): |sum (p~ - p) v| / l <= u max|v|. (A bf16 q that
+  // wgmma scales into fp16 keeps bf16's bits: nothing to add.) With an fp8 cache the output is
   // kv_scale times that; max_abs_v is the stored (unscaled) V, so the term is loose by 1 / kv_scale.
   if (family != KernelFamily::portable) {  // mma and wgmma
-    const double unit = mma_dtype(spec) == DType::bf16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -12);
+    const double unit = mma_dtype(spec, family) == DType::bf16 ? std::ldexp(1.0, -9) : std::ldexp(1.0, -12);
     t.atol += unit * max_abs_v;
   }
   return t;

@@ -14,6 +14,7 @@ struct alignas(8) Float2 {
 
 struct bf16 {
   using storage = unsigned short;
+  static constexpr bool kBf16 = true;
   static MLJ_DEVICE float to_float(storage v) { return mlj_bits_to_float(((unsigned int)v) << 16); }
   static MLJ_DEVICE storage from_float(float f) {
     unsigned int u = mlj_float_to_bits(f);
@@ -25,6 +26,7 @@ struct bf16 {
 
 struct fp16 {
   using storage = unsigned short;
+  static constexpr bool kBf16 = false;
   static MLJ_DEVICE float to_float(storage v) { return mlj_half_to_float(v); }
   static MLJ_DEVICE storage from_float(float f) { return mlj_float_to_half(f); }
 };
@@ -33,6 +35,7 @@ struct fp16 {
 // roped fp8 q), rounding like the host's float_to_fp8_e4m3: nearest, ties to even, saturating.
 struct fp8_e4m3 {
   using storage = unsigned char;
+  static constexpr bool kBf16 = false;
   static MLJ_DEVICE float to_float(storage v) {
     const unsigned int sign = ((unsigned int)(v & 0x80u)) << 24;
     const unsigned int exponent = (v >> 3) & 0xfu;

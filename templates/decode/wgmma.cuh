@@ -23,7 +23,9 @@
 // global tile counter: tile g of the CTA goes to slot g % 2 and consumer g % 2, across items.
 // At the end of an item consumer 1 keeps its last slot and hands its accumulators to consumer 0
 // through it; consumer 0 merges, writes, and releases that slot.
-// Caches: bf16 / fp16 with q of the same dtype, or fp8 (e4m3) with a bf16 / fp16 / fp8 q; no fused
+// Caches: bf16 / fp16 with q of the same dtype, or fp8 (e4m3) with a bf16 / fp16 / fp8 q, computed
+// in fp16 (codegen's mma_dtype: e4m3 -> fp16 is one conversion a pair; a bf16 q is scaled into
+// fp16's range per item, wgmma_stage_q); no fused
 // RoPE (codegen keeps that on mma / portable). An fp8 tile lands raw in its slot, column block b
 // (64 tokens x 64 B) in the upper half of block b's 8 KiB; its consumer widens it in place
 // (exactly) to the mma type's swizzled layout before the math, a few blocks a round: read the
@@ -168,33 +170,76 @@ MLJ_DEVICE void wgmma_widen_fp8_tile(unsigned char* slot, int ct, int consumer) 
 // Both consumer warpgroups (256 threads, `thread` 0..255) stage the item's L::kRows rows of Q once
 // the previous item's readers are done: row r, chunk c of qk_dim / 8 -> block c / 8, swizzled;
 // rows past the request are zero. An fp8 q is widened to the mma type exactly (q_scale is applied
-// to the logits). Named barrier `barrier` before and after.
+// to the logits). A bf16 q under fp16 math (an fp8 cache: codegen's mma_dtype) is scaled by one
+// power of two per item, 2^e, that puts the largest |q| of the item's rows in [2^14, 2^15): every
+// value then fits fp16's range, and all but those below 2^-24 of that largest keep bf16's
+// precision (fp16 has 3 more mantissa bits); the logits owe 2^-e, which is returned (1 otherwise).
+// `scratch`: 8 floats no one reads during staging. Named barrier `barrier` before and after.
 template <class Cfg, class L>
-MLJ_DEVICE void wgmma_stage_q(const MljDecodeParams& p, const WgmmaItem<Cfg>& it, int row0, unsigned char* q_s,
-                              int thread, int barrier) {
+MLJ_DEVICE float wgmma_stage_q(const MljDecodeParams& p, const WgmmaItem<Cfg>& it, int row0, unsigned char* q_s,
+                               int thread, int barrier, float* scratch) {
   using QStorage = typename Cfg::QType::storage;
+  constexpr int kChunks = L::kQkDim / 8;
+  constexpr bool kRescale = !L::kFp8Q && Cfg::QType::kBf16 && !Cfg::kMmaBf16;
   const QStorage* q_base = static_cast<const QStorage*>(p.q);
-  mlj_named_barrier(barrier, 256);
-  for (int e = thread; e < L::kRows * (L::kQkDim / 8); e += 256) {
-    const int r = e / (L::kQkDim / 8);
-    const int c = e - r * (L::kQkDim / 8);
+  const auto q_chunk = [&](int e, Vec16& v) {  // chunk e of the staged rows; false: past the request
+    const int r = e / kChunks;
     const int row = row0 + r;
-    Vec16 v = {{0u, 0u, 0u, 0u}};
-    if (row < it.rows_in_request) {
-      const int t = row / Cfg::kHeads;
-      const int h = row - t * Cfg::kHeads;
-      const QStorage* q_row = q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
-      if constexpr (L::kFp8Q) {
-        const unsigned int* q_words = reinterpret_cast<const unsigned int*>(q_row) + c * 2;
-        v = widen_e4m3x8<Cfg::kMmaBf16>(q_words[0], q_words[1]);
-      } else {
-        v = reinterpret_cast<const Vec16*>(q_row)[c];
+    if (row >= it.rows_in_request) return false;
+    const int t = row / Cfg::kHeads;
+    const int h = row - t * Cfg::kHeads;
+    const QStorage* q_row = q_base + (long long)(it.q_begin + t) * p.q_token_stride + (long long)h * L::kQkDim;
+    const int c = e - r * kChunks;
+    if constexpr (L::kFp8Q) {
+      const unsigned int* q_words = reinterpret_cast<const unsigned int*>(q_row) + c * 2;
+      v = widen_e4m3x8<Cfg::kMmaBf16>(q_words[0], q_words[1]);
+    } else {
+      v = reinterpret_cast<const Vec16*>(q_row)[c];
+    }
+    return true;
+  };
+  mlj_named_barrier(barrier, 256);
+  float q_scale = 1.0f, logit_factor = 1.0f;
+  if constexpr (kRescale) {
+    float largest = 0.0f;
+    for (int e = thread; e < L::kRows * kChunks; e += 256) {
+      Vec16 v;
+      if (!q_chunk(e, v)) continue;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const unsigned short x = (unsigned short)(v.w[i / 2] >> (16 * (i % 2)));
+        largest = fmaxf(largest, fabsf(bf16::to_float(x)));
       }
     }
+#pragma unroll
+    for (int d = 16; d >= 1; d /= 2) largest = fmaxf(largest, mlj_shfl_xor(largest, d));
+    if (thread % 32 == 0) scratch[thread / 32] = largest;
+    mlj_named_barrier(barrier, 256);
+#pragma unroll
+    for (int w = 0; w < 8; ++w) largest = fmaxf(largest, scratch[w]);
+    const int exponent = (int)((mlj_float_to_bits(largest) >> 23) & 0xffu) - 127;  // floor(log2) of a normal
+    if (largest > 0.0f && exponent > -127 && exponent < 128) {  // zeros, subnormals, inf and NaN: 2^0
+      const int e = min_int(max_int(14 - exponent, -126), 126);
+      q_scale = mlj_bits_to_float((unsigned int)(e + 127) << 23);
+      logit_factor = mlj_bits_to_float((unsigned int)(127 - e) << 23);
+    }
+  }
+  for (int e = thread; e < L::kRows * kChunks; e += 256) {
+    Vec16 v = {{0u, 0u, 0u, 0u}};
+    if (q_chunk(e, v) && kRescale) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        v.w[i] = mlj_pack2<false>(bf16::to_float((unsigned short)(v.w[i] & 0xffffu)) * q_scale,
+                                  bf16::to_float((unsigned short)(v.w[i] >> 16)) * q_scale);
+      }
+    }
+    const int r = e / kChunks;
+    const int c = e - r * kChunks;
     *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
   }
   mlj_fence_proxy_async();
   mlj_named_barrier(barrier, 256);
+  return logit_factor;
 }
 
 // Producer warpgroup: streams every item's KV tiles into the ring. Thread (token tid / 8 of a
@@ -300,7 +345,10 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
     const int first = (g % 2 == consumer) ? 0 : 1;
     const bool consumer1_has_tiles = it.tiles > ((g % 2 == 1) ? 0 : 1);
 
-    wgmma_stage_q<Cfg, L>(p, it, row0, q_s, threadIdx.x - 128, L::kBothConsumersBarrier);
+    // red of consumer 0 (4 N >= 32 floats) is free while Q is staged.
+    const float item_logit_scale =
+        logit_scale * wgmma_stage_q<Cfg, L>(p, it, row0, q_s, threadIdx.x - 128, L::kBothConsumersBarrier,
+                                            reinterpret_cast<float*>(shared + L::kRedOffset));
 
     float m_run[kMyRows];
     float l_part[kMyRows];
@@ -361,7 +409,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
 #pragma unroll
         for (int t2 = 0; t2 < 2; ++t2) {
           const int j = 4 * (k / 2) + 2 * t2 + k % 2;
-          float v = s[j] * logit_scale;
+          float v = s[j] * item_logit_scale;
           if constexpr (Cfg::kLogitCap > 0.0f) v = Cfg::kLogitCap * mlj_tanh(v / Cfg::kLogitCap);
           v *= kLog2e;
           v = token0 + 8 * t2 < row_kv_end[k] ? v : mlj_neg_inf();
@@ -594,7 +642,9 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
     if (it.skip) continue;
     const int row0 = work.row0;
 
-    wgmma_stage_q<Cfg, L>(p, it, row0, q_s, threadIdx.x, 1);
+    // 16-bit q and cache only: the mma type is q's, so Q is copied as it is (the scratch is unused).
+    static_assert(Cfg::QType::kBf16 == Cfg::kMmaBf16, "the wide tile computes in q's dtype");
+    wgmma_stage_q<Cfg, L>(p, it, row0, q_s, threadIdx.x, 1, row_max);
 
     float m_run[2], l_part[2];
     int row_kv_end[2];

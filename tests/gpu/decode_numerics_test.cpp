@@ -51,6 +51,10 @@ struct Case {
   // wide tile's 4-slot ring); set: only the wgmma family runs, with them.
   int wgmma_rows = 0;
   int wgmma_tokens = 0;
+  // q times 2^q_gain_log2 (exact in bf16) and sm_scale times its inverse: the same logits from q
+  // values past fp16's range (> 65504) or below its subnormals (< 2^-24), which wgmma's fp16 math
+  // for an fp8 cache must bring into range (wgmma_stage_q).
+  int q_gain_log2 = 0;
 };
 
 std::string case_name(const Case& c) {
@@ -59,6 +63,7 @@ std::string case_name(const Case& c) {
   if (c.logit_cap > 0) name += "_cap";
   if (c.kv_dtype_override != DType::fp32) name += "_kv" + std::string(dtype_name(c.kv_dtype_override));
   if (c.q_dtype_override != DType::fp32) name += "_q" + std::string(dtype_name(c.q_dtype_override));
+  if (c.q_gain_log2 != 0) name += fmt::format("_qgain{}", c.q_gain_log2 < 0 ? "m" + std::to_string(-c.q_gain_log2) : std::to_string(c.q_gain_log2));
   if (c.rope != RopeStyle::none) name += "_rope" + std::string(rope_style_name(c.rope));
   if (!c.q_lens.empty()) name += "_raggedq";
   if (c.mma_rows > 0) name += fmt::format("_mmahc{}_bn{}_st{}", c.mma_rows, c.mma_tokens, c.mma_stages);
@@ -299,6 +304,16 @@ std::vector<Case> fp8_mma_cases() {
       }
     }
   }
+  // bf16 q far outside fp16's range both ways (wgmma computes an fp8 cache in fp16), same logits.
+  for (int gain : {20, -40}) {
+    Case c{20, 16, 2, DType::bf16, 0, true, {0, 1, 77, 700}, {}};
+    c.kv_dtype_override = DType::fp8_e4m3;
+    c.q_gain_log2 = gain;
+    c.mma_rows = 16;  // mma with this tile, and wgmma with its model tile
+    c.mma_tokens = 32;
+    c.mma_stages = 2;
+    cases.push_back(c);
+  }
   // One long request: many tiles through the ring (and ring slots reused), auto split-K, the
   // model's S7 tile (16 rows, 2 CTAs / SM) and 64 rows.
   for (int rows : {16, 64}) {
@@ -332,7 +347,17 @@ reference::DecodeProblem problem_of(const Case& c) {
   options.kv_lens = c.kv_lens;
   options.q_lens = c.q_lens;
   options.seed = std::hash<std::string>{}(case_name(c));
-  return reference::make_problem(spec_of(c), options);
+  reference::DecodeProblem problem = reference::make_problem(spec_of(c), options);
+  if (c.q_gain_log2 != 0) {
+    const Spec spec = spec_of(c);
+    const std::size_t count = problem.q.size() / dtype_size(spec.q_dtype);
+    for (std::size_t i = 0; i < count; ++i) {
+      store_element(problem.q.data(), spec.q_dtype, i,
+                    std::ldexp(load_element(problem.q.data(), spec.q_dtype, i), c.q_gain_log2));
+    }
+    problem.sm_scale = std::ldexp(problem.sm_scale, -c.q_gain_log2);
+  }
+  return problem;
 }
 
 class DecodeNumerics : public ::testing::TestWithParam<Case> {};

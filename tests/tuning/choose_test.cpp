@@ -89,7 +89,8 @@ TEST(ChooseTile, Fp8CachePicksTheMatrixCoreFamily) {
     s.kv_dtype = DType::fp8_e4m3;
     SCOPED_TRACE(std::string(dtype_name(q)));
     ASSERT_TRUE(mma_family_supports(s, k_h100));
-    EXPECT_EQ(mma_dtype(s), q == DType::fp16 ? DType::fp16 : DType::bf16);
+    EXPECT_EQ(mma_dtype(s, KernelFamily::mma), q == DType::fp16 ? DType::fp16 : DType::bf16);
+    EXPECT_EQ(mma_dtype(s, KernelFamily::wgmma), DType::fp16);  // e4m3 -> fp16 is the cheap widening
     TileConfig t = choose_tile(s, k_h100);
     EXPECT_EQ(t.family, KernelFamily::mma);
     EXPECT_EQ(t.heads_per_cta, 16);
@@ -116,7 +117,8 @@ TEST(ChooseTile, Fp8CachePicksTheMatrixCoreFamily) {
   EXPECT_FALSE(mma_family_supports(mixed, k_h100));
   mixed.q_dtype = DType::fp16;
   EXPECT_FALSE(mma_family_supports(mixed, k_h100));
-  EXPECT_EQ(mma_dtype(Spec{}), DType::bf16);
+  EXPECT_EQ(mma_dtype(Spec{}, KernelFamily::mma), DType::bf16);
+  EXPECT_EQ(mma_dtype(Spec{}, KernelFamily::wgmma), DType::bf16);
 }
 
 TEST(ChooseTile, MmaValidationRejectsBadRowsAndOversizedTiles) {
