@@ -57,7 +57,7 @@ struct WgmmaDecodeLayout {
   // fp8 cache: raw column block b (kTile rows of 64 B) at kRawOffset within block b.
   static constexpr int kRawOffset = kBlockBytes / 2;
   static constexpr int kRawChunksPerRow = kQkDim / 16;
-  static constexpr int kWidenRound = 2;  // blocks widened per barrier round
+  static constexpr int kWidenRound = kRows <= 16 ? 5 : 2;  // blocks widened per barrier round (5 + 4: no spills at 16 rows)
   static constexpr int kQBlockBytes = kRows * 128;
   static constexpr int kQBytes = kQkBlocks * kQBlockBytes;
   static constexpr int kPBytes = kRows * 128;  // one consumer's P: [kRows][64 tokens] 16-bit, swizzled
@@ -257,12 +257,13 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
     for (int tile = 0; tile < it.tiles; ++tile, ++g) {
       const int slot = g % L::kStages;
       const int use = g / L::kStages;
-      // Page-table lookups first: their latency hides behind the wait for the slot.
+      // Page-table lookups first: their latency hides behind the wait for the slot. A 16-bit
+      // tile: token pass * 16 + tid / 8 of each pass; an fp8 tile: token tid / 2 (one pass).
       constexpr int kPasses = L::kTile / 16;  // 16 tokens a pass (8 threads a 128-byte row)
       const KvStorage* source[kPasses];
 #pragma unroll
-      for (int pass = 0; pass < (L::kFp8Kv ? 0 : kPasses); ++pass) {
-        const int pos = it.kv_lo + tile * L::kTile + pass * 16 + tid / 8;
+      for (int pass = 0; pass < (L::kFp8Kv ? 1 : kPasses); ++pass) {
+        const int pos = it.kv_lo + tile * L::kTile + (L::kFp8Kv ? tid / 2 : pass * 16 + tid / 8);
         source[pass] = nullptr;
         if (pos < it.kv_end) {
           const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
@@ -273,12 +274,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       unsigned char* slot_base = ring + slot * L::kStageBytes;
       if constexpr (L::kFp8Kv) {
         // Raw rows, token-major: thread (token tid / 2, 16-byte chunks tid % 2, + 2, ...).
-        const int pos = it.kv_lo + tile * L::kTile + tid / 2;
-        const KvStorage* row = nullptr;
-        if (pos < it.kv_end) {
-          const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
-          row = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
-        }
+        const KvStorage* row = source[0];
         unsigned char* dst = slot_base + L::kRawOffset + (tid / 2) * 64;
         for (int c = tid % 2; c < L::kRawChunksPerRow; c += 2) {  // chunk c: block c / 4, 16 B piece c % 4
           mlj_cp_async16(dst + (c / 4) * L::kBlockBytes + (c % 4) * 16, row != nullptr ? row + c * 16 : kv_base,
