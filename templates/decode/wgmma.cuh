@@ -258,12 +258,12 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       const int slot = g % L::kStages;
       const int use = g / L::kStages;
       // Page-table lookups first: their latency hides behind the wait for the slot. A 16-bit
-      // tile: token pass * 16 + tid / 8 of each pass; an fp8 tile: token 16 warp + lane % 16.
+      // tile: token pass * 16 + tid / 8 of each pass; an fp8 tile: token tid / 2 (one pass).
       constexpr int kPasses = L::kTile / 16;  // 16 tokens a pass (8 threads a 128-byte row)
       const KvStorage* source[kPasses];
 #pragma unroll
       for (int pass = 0; pass < (L::kFp8Kv ? 1 : kPasses); ++pass) {
-        const int pos = it.kv_lo + tile * L::kTile + (L::kFp8Kv ? 16 * (tid / 32) + tid % 16 : pass * 16 + tid / 8);
+        const int pos = it.kv_lo + tile * L::kTile + (L::kFp8Kv ? tid / 2 : pass * 16 + tid / 8);
         source[pass] = nullptr;
         if (pos < it.kv_end) {
           const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
@@ -273,24 +273,11 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
       unsigned char* slot_base = ring + slot * L::kStageBytes;
       if constexpr (L::kFp8Kv) {
-        // Raw rows as they lie in memory: warp w copies tokens 16 w .. 16 w + 15, chunk
-        // p * 32 + lane of their 16 x (qk_dim / 16) 16-byte chunks in pass p, so that a warp's
-        // copies cover 512 contiguous bytes of a page (at most two rows); each row's address
-        // comes by shuffle from the lane that looked it up. Chunk c of a row goes to raw block
-        // c / 4, piece c % 4.
-        static_assert(L::kTile == 64 && (16 * L::kRawChunksPerRow) % 32 == 0, "16 whole rows a warp");
-        const int lane = tid % 32;
-        const unsigned long long row_bits = (unsigned long long)source[0];
-        unsigned char* dst_rows = slot_base + L::kRawOffset + 16 * (tid / 32) * 64;
-#pragma unroll 2
-        for (int pass = 0; pass < 16 * L::kRawChunksPerRow / 32; ++pass) {
-          const int id = pass * 32 + lane;
-          const int t = id / L::kRawChunksPerRow;
-          const int c = id - t * L::kRawChunksPerRow;
-          const unsigned long long bits = (unsigned long long)mlj_shfl_u32((unsigned int)row_bits, t) |
-                                          ((unsigned long long)mlj_shfl_u32((unsigned int)(row_bits >> 32), t) << 32);
-          const KvStorage* row = reinterpret_cast<const KvStorage*>(bits);
-          mlj_cp_async16(dst_rows + t * 64 + (c / 4) * L::kBlockBytes + (c % 4) * 16, row != nullptr ? row + c * 16 : kv_base,
+        // Raw rows, token-major: thread (token tid / 2, 16-byte chunks tid % 2, + 2, ...).
+        const KvStorage* row = source[0];
+        unsigned char* dst = slot_base + L::kRawOffset + (tid / 2) * 64;
+        for (int c = tid % 2; c < L::kRawChunksPerRow; c += 2) {  // chunk c: block c / 4, 16 B piece c % 4
+          mlj_cp_async16(dst + (c / 4) * L::kBlockBytes + (c % 4) * 16, row != nullptr ? row + c * 16 : kv_base,
                          row != nullptr ? 16 : 0);
         }
         mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
