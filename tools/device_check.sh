@@ -12,7 +12,10 @@
 #              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (30 s each) before the
 #              gpu tier, and skips the tier if one hangs (a new kernel's pipeline deadlock would
 #              otherwise cost every test its timeout);
-#              DC_BENCH_EXTRA="args" runs a second `mlajit bench --no-roofline <args>` (e.g. a forced family).
+#              DC_BENCH_EXTRA="args" runs a second `mlajit bench --no-roofline <args>` (e.g. a forced family);
+#              DC_NCU_KERNELS="S5 S3" times every kernel of those shapes' decode calls (grid and
+#              persistent paths) standalone under ncu, per-kernel averages (where the time goes
+#              between stage 1, the combine, the metadata kernel and the reduce).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-device-out}
@@ -83,6 +86,14 @@ for shape in ${DC_NCU:-}; do
   say "ncu $shape:"
   grep -E "DRAM Throughput|Duration|Registers Per|Achieved Occupancy|Compute \(SM\) Throughput|L2 Hit Rate|Stall|tensor_op|Warp Cycles Per Issued" \
     "$logs/ncu_$shape.txt" | head -24 | tee -a "$summary"
+done
+
+for shape in ${DC_NCU_KERNELS:-}; do
+  timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel -k regex:mla_decode \
+    build-device/mlajit bench --shape "$shape" --runs 3 --warmup 0 --no-roofline --persistent all --out-dir /tmp \
+    >"$logs/ncu_kernels_$shape.txt" 2>&1
+  say "ncu per kernel, $shape (standalone, caches flushed by ncu; us: min max average):"
+  grep -vE "==PROF==|^bench" "$logs/ncu_kernels_$shape.txt" | grep -E "mla_decode|gpu__time" | tee -a "$summary"
 done
 
 if [[ -n "${DC_TUNE_BUDGET:-}" ]]; then
