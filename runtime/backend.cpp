@@ -1,11 +1,29 @@
 // Backend registry and DeviceBuffer.
 #include "runtime/backend.hpp"
 
+#include <algorithm>
+#include <optional>
+
+#include "cache/environment.hpp"
+
 #include "codegen/error.hpp"
 #include "runtime/cuda/cuda_backend.hpp"
 #include "runtime/hip/hip_backend.hpp"
 
 namespace mlajit::runtime {
+
+std::vector<std::string> extra_compile_options() {
+  std::vector<std::string> options;
+  const std::optional<std::string> value = read_environment("MLAJIT_COMPILE_OPTIONS");
+  if (!value) return options;
+  std::size_t start = 0;
+  while (start < value->size()) {
+    const std::size_t end = std::min(value->find(' ', start), value->size());
+    if (end > start) options.push_back(value->substr(start, end - start));
+    start = end + 1;
+  }
+  return options;
+}
 
 Backend& backend(mlajit::Backend kind) {
   if (kind == mlajit::Backend::cuda) return cuda::instance();

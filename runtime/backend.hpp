@@ -136,6 +136,10 @@ class Backend {
 // The process-wide backend objects (libraries are loaded lazily inside).
 Backend& backend(mlajit::Backend kind);
 
+// MLAJIT_COMPILE_OPTIONS split at spaces (empty when unset): appended to every backend's
+// compile_options(), so they enter the kernel key.
+std::vector<std::string> extra_compile_options();
+
 // RAII device buffer, for tools and tests.
 class DeviceBuffer {
  public:

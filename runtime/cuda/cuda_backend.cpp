@@ -539,7 +539,9 @@ class CudaBackend final : public Backend {
   }
 
   std::vector<std::string> compile_options(const Target& target) const override {
-    return {"--gpu-architecture=" + target.arch, "-std=c++17", "--ptxas-options=-v"};
+    std::vector<std::string> options = {"--gpu-architecture=" + target.arch, "-std=c++17", "--ptxas-options=-v"};
+    for (std::string& o : extra_compile_options()) options.push_back(std::move(o));
+    return options;
   }
 
  private:

@@ -101,7 +101,9 @@ void require_known_arch(const Compiler& compiler, const Target& target) {
 }  // namespace
 
 std::vector<std::string> hiprtc_options(const Target& target) {
-  return {"--offload-arch=" + target.arch, "-O3", "-std=c++17"};
+  std::vector<std::string> options = {"--offload-arch=" + target.arch, "-O3", "-std=c++17"};
+  for (std::string& o : extra_compile_options()) options.push_back(std::move(o));
+  return options;
 }
 
 // hiprtcVersion alone says little (ROCm 5.x reports 9.0 whatever the release), so the HIP runtime
