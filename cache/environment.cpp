@@ -15,7 +15,7 @@ constexpr EnvironmentVariable k_variables[] = {
     {"MLAJIT_DISABLE_CACHE", "1: never read or write the disk cache (compile in memory only)"},
     {"MLAJIT_DISABLE_PDL", "1: launch the split-K combine, the persistent stage 1 and the reduce in plain stream order instead of as programmatic dependents of the kernel before them (sm_90+)"},
     {"MLAJIT_DISABLE_JIT", "1: never compile; a kernel missing from the cache is an error (production with pre-warmed caches)"},
-    {"MLAJIT_COMPILE_OPTIONS", "extra compiler options for every kernel, space-separated, part of the cache key (developers: -lineinfo for profilers, -DMLJ_TRACE=1 for the wgmma tiles' per-tile timeline)"},
+    {"MLAJIT_COMPILE_OPTIONS", "extra compiler options for every kernel, space-separated, part of the cache key (for developers, e.g. -lineinfo for profilers)"},
     {"MLAJIT_CUDA_LIBRARY", "path of libcuda.so to load instead of libcuda.so.1"},
     {"MLAJIT_NVRTC_LIBRARY", "path of libnvrtc.so to load instead of the search list"},
     {"MLAJIT_HIP_LIBRARY", "path of libamdhip64.so to load instead of the search list"},
