@@ -211,8 +211,7 @@ MLJ_DEVICE float wgmma_stage_q(const MljDecodeParams& p, const WgmmaItem<Cfg>& i
         largest = fmaxf(largest, fabsf(bf16::to_float(x)));
       }
     }
-#pragma unroll
-    for (int d = 16; d >= 1; d /= 2) largest = fmaxf(largest, mlj_shfl_xor(largest, d));
+    largest = warp_max(largest);
     if (thread % 32 == 0) scratch[thread / 32] = largest;
     mlj_named_barrier(barrier, 256);
 #pragma unroll
