@@ -183,7 +183,7 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 // else merges row r of split tile t = reduce_tiles[i] over its partial slots
 // reduce_partial_map[reduce_indptr[t] .. reduce_indptr[t+1]) with merge_partials (as
 // decode_combine merges splits) and writes o (+ LSE) of row g * rows_per_item + r of request b
-// (t = b * groups + g).
+// (t = b * groups + g). Waits for the previous grid (stage 1) itself, after the map reads.
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   const int i = blockIdx.x;
@@ -198,6 +198,10 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
   const int* slots = layout.reduce_partial_map + layout.reduce_indptr[t];
   const int n = layout.reduce_indptr[t + 1] - layout.reduce_indptr[t];
   const int rows_per_item = layout.rows_per_item;
+  // Everything above is the metadata kernel's or the caller's, complete before stage 1 let this
+  // grid launch (it calls launch_dependents after its own wait); so it is read while stage 1
+  // finishes, and only the partials wait for stage 1.
+  mlj_wait_for_previous_grid();
   merge_partials<Cfg>(p.partial_out, p.partial_lse, n,
                       [=](int k) { return (long long)slots[k] * rows_per_item + r; }, p.out, p.lse,
                       (long long)q_begin * Cfg::kHeads + row);

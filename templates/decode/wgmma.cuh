@@ -198,18 +198,35 @@ MLJ_DEVICE float wgmma_stage_q(const MljDecodeParams& p, const WgmmaItem<Cfg>& i
     }
     return true;
   };
+  // Each thread's chunks e = thread + 256 i, loaded a batch at a time, every load of a batch issued
+  // before any is used: one memory round trip a batch instead of one a chunk (the KV stream the
+  // producer has already started makes each round trip microseconds long).
+  constexpr int kTotal = L::kRows * kChunks;
+  constexpr int kPerThread = (kTotal + 255) / 256;
+  constexpr int kBatches = (kPerThread + 4) / 5;  // at most 5 chunks (20 registers) a batch
+  constexpr int kBatch = (kPerThread + kBatches - 1) / kBatches;
+  Vec16 v[kBatch];
+  const auto load_batch = [&](int batch) {
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      v[i] = Vec16{{0u, 0u, 0u, 0u}};
+      const int e = thread + 256 * (batch * kBatch + i);
+      if (e < kTotal) q_chunk(e, v[i]);
+    }
+  };
   mlj_named_barrier(barrier, 256);
   float q_scale = 1.0f, logit_factor = 1.0f;
   if constexpr (kRescale) {
     float largest = 0.0f;
-    for (int e = thread; e < L::kRows * kChunks; e += 256) {
-      Vec16 v;
-      if (!q_chunk(e, v)) continue;
+    for (int batch = 0; batch < kBatches; ++batch) {
+      load_batch(batch);
 #pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const unsigned short x = (unsigned short)(v.w[i / 2] >> (16 * (i % 2)));
-        largest = fmaxf(largest, fabsf(bf16::to_float(x)));
-      }
+      for (int c = 0; c < kBatch; ++c)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const unsigned short x = (unsigned short)(v[c].w[i / 2] >> (16 * (i % 2)));
+          largest = fmaxf(largest, fabsf(bf16::to_float(x)));
+        }
     }
     largest = warp_max(largest);
     if (thread % 32 == 0) scratch[thread / 32] = largest;
@@ -223,18 +240,23 @@ MLJ_DEVICE float wgmma_stage_q(const MljDecodeParams& p, const WgmmaItem<Cfg>& i
       logit_factor = mlj_bits_to_float((unsigned int)(127 - e) << 23);
     }
   }
-  for (int e = thread; e < L::kRows * kChunks; e += 256) {
-    Vec16 v = {{0u, 0u, 0u, 0u}};
-    if (q_chunk(e, v) && kRescale) {
+  for (int batch = 0; batch < kBatches; ++batch) {
+    if (!kRescale || kBatches > 1) load_batch(batch);  // one batch: still in registers from the scan
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        v.w[i] = mlj_pack2<false>(bf16::to_float((unsigned short)(v.w[i] & 0xffffu)) * q_scale,
-                                  bf16::to_float((unsigned short)(v.w[i] >> 16)) * q_scale);
+    for (int c = 0; c < kBatch; ++c) {
+      const int e = thread + 256 * (batch * kBatch + c);
+      if (e >= kTotal) continue;
+      if constexpr (kRescale) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          v[c].w[i] = mlj_pack2<false>(bf16::to_float((unsigned short)(v[c].w[i] & 0xffffu)) * q_scale,
+                                       bf16::to_float((unsigned short)(v[c].w[i] >> 16)) * q_scale);
+        }
       }
+      const int r = e / kChunks;
+      const int ch = e - r * kChunks;
+      *reinterpret_cast<Vec16*>(q_s + (ch / 8) * L::kQBlockBytes + sw128_offset(r, ch % 8)) = v[c];
     }
-    const int r = e / kChunks;
-    const int c = e - r * kChunks;
-    *reinterpret_cast<Vec16*>(q_s + (c / 8) * L::kQBlockBytes + sw128_offset(r, c % 8)) = v;
   }
   mlj_fence_proxy_async();
   mlj_named_barrier(barrier, 256);

@@ -149,6 +149,8 @@ MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
   return reinterpret_cast<unsigned char*>(mlj_host::g_cta->shared.data());
 }
 MLJ_DEVICE void mlj_barrier() { mlj_host::arrive_and_wait(mlj_host::g_cta->barrier); }
+// The host runs grids one after another: the previous grid is always complete.
+MLJ_DEVICE void mlj_wait_for_previous_grid() {}
 MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) {
   mlj_host::Cta& cta = *mlj_host::g_cta;
   const int tid = int(threadIdx.x), warp = tid / MLJ_WARP_SIZE, lane = tid % MLJ_WARP_SIZE;
