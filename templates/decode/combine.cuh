@@ -6,6 +6,7 @@
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
 #include "decode/schedule.cuh"
+#include "decode/trace.cuh"
 
 namespace mlj {
 
@@ -171,6 +172,7 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
 // are partial rows k * rows + row.
 template <class Cfg>
 MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
+  trace_print_stage1();  // MLJ_TRACE only (decode/trace.cuh)
   const long long row = blockIdx.x;  // q_row * heads + head
   const long long rows = (long long)p.total_q * Cfg::kHeads;
   merge_partials<Cfg>(p.partial_out, p.partial_lse, p.num_splits, [=](int k) { return k * rows + row; }, p.out,
@@ -186,6 +188,7 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 // (t = b * groups + g). Waits for the previous grid (stage 1) itself, after the map reads.
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
+  trace_print_stage1();  // MLJ_TRACE only (decode/trace.cuh)
   const int i = blockIdx.x;
   const int r = blockIdx.y;
   if (i >= layout.header[1]) return;  // the early exits are the CTA's as a whole

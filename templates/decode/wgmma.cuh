@@ -37,6 +37,7 @@
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
 #include "decode/rope.cuh"
+#include "decode/trace.cuh"
 #include "decode/work.cuh"
 
 namespace mlj {
@@ -272,6 +273,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
   const int tid = threadIdx.x % 128;  // the producer warpgroup's thread
   const int chunk = tid % 8;
   const KvStorage* kv_base = static_cast<const KvStorage*>(p.kv);
+  const TileTrace trace(trace_clock(), 0);  // MLJ_TRACE only (decode/trace.cuh)
   int g = 0;  // the CTA's tile counter
   for (int i = 0; i < item_count; ++i) {
     const WgmmaItem<Cfg> it(p, item_at(i));
@@ -291,7 +293,9 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
           source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
         }
       }
+      trace.mark(g, 0);
       if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
+      trace.mark(g, 1);
       unsigned char* slot_base = ring + slot * L::kStageBytes;
       if constexpr (L::kFp8Kv) {
         // Raw rows, token-major: thread (token tid / 2, 16-byte chunks tid % 2, + 2, ...).
@@ -302,6 +306,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
                          row != nullptr ? 16 : 0);
         }
         mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
+        trace.mark(g, 2);
         continue;
       }
 #pragma unroll
@@ -315,6 +320,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
         }
       }
       mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
+      trace.mark(g, 2);
     }
   }
   mlj_cp_async_wait_all();
@@ -350,6 +356,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   const unsigned int p_addr = mlj_smem_addr(p_s);
   const unsigned int slot_addr = mlj_smem_addr(ring + consumer * L::kStageBytes);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
+  const TileTrace trace(trace_clock(), 1 + consumer);  // MLJ_TRACE only (decode/trace.cuh)
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
 
   int g = 0;  // the CTA's tile counter (the producer's)
@@ -387,9 +394,11 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
 
     for (int tile = first; tile < it.tiles; tile += 2) {
       const int use = (g + tile) / 2;
+      trace.mark(g + tile, 0);
       mlj_mbarrier_wait(&full_bar[consumer], use & 1);
       if constexpr (L::kFp8Kv) wgmma_widen_fp8_tile<Cfg>(ring + consumer * L::kStageBytes, ct, consumer);
       mlj_fence_proxy_async();
+      trace.mark(g + tile, 1);
       // Operand descriptors: one base each per tile plus constant offsets (address field, in
       // 16-byte units). `opaque_zero` is 0 (tile < tiles) but keeps the compiler from hoisting
       // all 68 descriptors out of the loop into 136 registers.
@@ -414,6 +423,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       }
       mlj_wgmma_commit();
       mlj_wgmma_wait<0>();
+      trace.mark(g + tile, 2);
 #pragma unroll
       for (int j = 0; j < N / 2; ++j) mlj_fence_operand(s[j]);
 
@@ -488,6 +498,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       }
       mlj_wgmma_commit();
       mlj_wgmma_wait<0>();
+      trace.mark(g + tile, 3);
 #pragma unroll
       for (int vb = 0; vb < L::kVBlocks; ++vb)
 #pragma unroll
@@ -647,6 +658,8 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
   const unsigned int q_addr = mlj_smem_addr(q_s);
   const unsigned int ring_addr = mlj_smem_addr(ring);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
+  // MLJ_TRACE only (decode/trace.cuh): per tile pair, entry 2 pair + 1 holds the pair's middle events.
+  const TileTrace trace(trace_clock(), 1 + consumer);
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
   // This thread's rows (of the CTA's 64): 16 warp + lane / 4 and + 8; accumulator value j of an
   // m64nNk16 fragment is row (j / 2) % 2 of those, column 8 (j / 4) + 2 (lane % 4) + j % 2.
@@ -683,6 +696,7 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
     // applies both tiles' P to its 256 V columns: its own P from registers (RS), the other's from
     // the shared P block (SS). An odd last tile leaves consumer 1 without a tile of its own.
     for (int pair = 0; 2 * pair < it.tiles; ++pair) {
+      trace.mark(g + 2 * pair, 0);
       const int tile_own = 2 * pair + consumer;
       const int tile_other = 2 * pair + 1 - consumer;
       const bool has_own = tile_own < it.tiles;
@@ -699,6 +713,7 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
       if (has_own) {
         mlj_mbarrier_wait(&full_bar[slot_own], ((g + tile_own) / L::kStages) & 1);
         mlj_fence_proxy_async();
+        trace.mark(g + 2 * pair, 1);
         const unsigned long long q_desc = mlj_wgmma_desc_sw128(q_addr + opaque_zero, 16, 1024);
         const unsigned long long k_desc = mlj_wgmma_desc_sw128(own_addr, 16, 1024);
 #pragma unroll
@@ -719,6 +734,7 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         }
         mlj_wgmma_commit();
         mlj_wgmma_wait<0>();
+        trace.mark(g + 2 * pair, 2);
 #pragma unroll
         for (int j = 0; j < kS; ++j) mlj_fence_operand(s[j]);
         const int tile_start = it.kv_lo + tile_own * L::kTile;
@@ -748,6 +764,7 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         row_max[consumer * L::kRows + my_row[1]] = tile_max[1];
       }
       mlj_named_barrier(1, L::kConsumerThreads);
+      trace.mark(g + 2 * pair + 1, 0);
       float alpha[2];
       bool any[2];
 #pragma unroll
@@ -799,13 +816,16 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
 #pragma unroll
         for (int h = 0; h < 2; ++h) l_part[h] *= alpha[h];
       }
+      trace.mark(g + 2 * pair + 1, 1);
       mlj_named_barrier(1, L::kConsumerThreads);  // both P blocks written (and row_max read)
+      trace.mark(g + 2 * pair + 1, 2);
 
       // ---- O = alpha O + P_own V_own[:, 256 c ..] + P_other V_other[:, 256 c ..]
       if (has_other) {
         mlj_mbarrier_wait(&full_bar[slot_other], ((g + tile_other) / L::kStages) & 1);
         mlj_fence_proxy_async();
       }
+      trace.mark(g + 2 * pair + 1, 3);
       mlj_wgmma_fence();
       if (has_own) {
         const unsigned long long v_desc = mlj_wgmma_desc_sw128(own_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
@@ -825,6 +845,7 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
       }
       mlj_wgmma_commit();
       mlj_wgmma_wait<0>();
+      trace.mark(g + 2 * pair, 3);
 #pragma unroll
       for (int j = 0; j < 128; ++j) mlj_fence_operand(o[j]);
       if (has_own) mlj_mbarrier_arrive(&empty_bar[slot_own]);

@@ -1,0 +1,57 @@
+// Per-tile timeline of the wgmma tiles, for developers: with MLAJIT_COMPILE_OPTIONS=-DMLJ_TRACE=1
+// the producer and the consumers of CTA (0, 0, 0) record clock64() (SM cycles since the role
+// started) at their events for the CTA's first kTraceTiles tiles in a module-global buffer, and
+// the split-K combine / persistent reduce of the same module prints it once stage 1 is done (so
+// run with at least 2 splits, e.g. `mlajit bench --splits 2`):
+//   mlj-trace producer0 tile <g>: <before the slot wait> <slot free> <copies issued> 0
+//   mlj-trace consumer<c> tile <t>: <before the wait> <tile landed (widened)> <S done> <P.V done>
+//   wide tiles (printed as consumer<c>), per tile pair: tile <first of the pair>: <before the wait
+//   for its own tile> <own tile landed> <S done> <P.V of both tiles done>; tile <first + 1>:
+//   <row maxima exchanged> <P written> <both P written> <the other tile landed>
+// Stage 1 itself calls nothing external (a printf there would make ptxas serialise its wgmmas).
+// Without MLJ_TRACE nothing here generates code.
+#pragma once
+
+namespace mlj {
+
+#if defined(MLJ_TRACE)
+constexpr int kTraceTiles = 48;
+constexpr int kTraceRoles = 3;  // producer, consumer 0, consumer 1
+__device__ long long mlj_trace_buffer[kTraceRoles][kTraceTiles][4];
+
+struct TileTrace {
+  long long start;
+  int role;
+  MLJ_DEVICE TileTrace(long long role_start, int role_index) : start(role_start), role(role_index) {}
+  MLJ_DEVICE void mark(int tile, int event) const {
+    if (blockIdx.x + blockIdx.y + blockIdx.z == 0 && threadIdx.x % 128 == 0 && tile < kTraceTiles) {
+      mlj_trace_buffer[role][tile][event] = (long long)clock64() - start;
+    }
+  }
+};
+MLJ_DEVICE long long trace_clock() { return (long long)clock64(); }
+
+// One thread of the module's stage 2, after stage 1 has finished: print and clear.
+MLJ_DEVICE void trace_print_stage1() {
+  if (blockIdx.x + blockIdx.y + blockIdx.z != 0 || threadIdx.x != 0) return;
+  mlj_wait_for_previous_grid();  // stage 1 has finished (a programmatic dependent may start early)
+  const char* names[kTraceRoles] = {"producer0", "consumer0", "consumer1"};
+  for (int r = 0; r < kTraceRoles; ++r) {
+    for (int t = 0; t < kTraceTiles; ++t) {
+      long long* e = mlj_trace_buffer[r][t];
+      if (e[0] == 0 && e[1] == 0) continue;  // not this role's tile, or past the CTA's
+      printf("mlj-trace %s tile %d: %lld %lld %lld %lld\n", names[r], t, e[0], e[1], e[2], e[3]);
+      e[0] = e[1] = e[2] = e[3] = 0;
+    }
+  }
+}
+#else
+struct TileTrace {
+  MLJ_DEVICE TileTrace(long long, int) {}
+  MLJ_DEVICE void mark(int, int) const {}
+};
+MLJ_DEVICE long long trace_clock() { return 0; }
+MLJ_DEVICE void trace_print_stage1() {}
+#endif
+
+}  // namespace mlj
