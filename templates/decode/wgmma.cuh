@@ -820,21 +820,19 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
       mlj_named_barrier(1, L::kConsumerThreads);  // both P blocks written (and row_max read)
       trace.mark(g + 2 * pair + 1, 2);
 
-      // ---- O = alpha O + P_A V_A[:, 256 c ..] + P_B V_B[:, 256 c ..] for the pair's tiles A and B
-      // (consumer 0 owns A, consumer 1 B; the own P from registers (RS), the other's from the shared
-      // P block (SS)), A's product first and one commit group each: A's slot is released while B's
-      // product runs, so the producer starts refilling it that much earlier.
+      // ---- O = alpha O + P_own V_own[:, 256 c ..] + P_other V_other[:, 256 c ..]
       if (has_other) {
         mlj_mbarrier_wait(&full_bar[slot_other], ((g + tile_other) / L::kStages) & 1);
         mlj_fence_proxy_async();
       }
       trace.mark(g + 2 * pair + 1, 3);
-      const auto pv_own = [&] {
+      mlj_wgmma_fence();
+      if (has_own) {
         const unsigned long long v_desc = mlj_wgmma_desc_sw128(own_addr + 4 * consumer * L::kBlockBytes, L::kBlockBytes, 1024);
 #pragma unroll
         for (int kk = 0; kk < L::kKSteps; ++kk) mlj_wgmma_m64n256k16_rs_tb<kBf16>(o, a[kk], v_desc + ((kk * 2048) >> 4));
-      };
-      const auto pv_other = [&] {
+      }
+      if (has_other) {
         const unsigned int other_addr = ring_addr + slot_other * L::kStageBytes;
         const unsigned int p_addr = other_addr + L::kPBlock * L::kBlockBytes;
         const unsigned long long p_desc =
@@ -844,27 +842,14 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         for (int kk = 0; kk < L::kKSteps; ++kk) {
           mlj_wgmma_m64n256k16_ss_tb<kBf16>(o, p_desc + ((kk * 32) >> 4), v_desc + ((kk * 2048) >> 4));
         }
-      };
-      mlj_wgmma_fence();
-      if (consumer == 0) {
-        pv_own();  // tile A
-      } else {
-        pv_other();
       }
       mlj_wgmma_commit();
-      if (consumer == 0) {
-        if (has_other) pv_other();  // tile B
-      } else {
-        if (has_own) pv_own();
-      }
-      mlj_wgmma_commit();
-      mlj_wgmma_wait<1>();
-      mlj_mbarrier_arrive(&empty_bar[consumer == 0 ? slot_own : slot_other]);  // tile A is read
       mlj_wgmma_wait<0>();
       trace.mark(g + 2 * pair, 3);
 #pragma unroll
       for (int j = 0; j < 128; ++j) mlj_fence_operand(o[j]);
-      if (consumer == 0 ? has_other : has_own) mlj_mbarrier_arrive(&empty_bar[consumer == 0 ? slot_other : slot_own]);
+      if (has_own) mlj_mbarrier_arrive(&empty_bar[slot_own]);
+      if (has_other) mlj_mbarrier_arrive(&empty_bar[slot_other]);
     }
     g += it.tiles;
 
