@@ -293,6 +293,17 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
           source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
         }
       }
+      // Tile tile + kStages of the item goes into this slot next; its rows are prefetched into L2
+      // once this tile's copies are issued (token tid of it, one bulk prefetch a row), so its own
+      // copies find them there instead of waiting out DRAM's latency behind the slot's release.
+      const KvStorage* ahead = nullptr;
+      {
+        const int pos = it.kv_lo + (tile + L::kStages) * L::kTile + tid;
+        if (tid < L::kTile && pos < it.kv_end) {
+          const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
+          ahead = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
+        }
+      }
       trace.mark(g, 0);
       if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
       trace.mark(g, 1);
@@ -307,6 +318,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
         }
         mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
         trace.mark(g, 2);
+        if (ahead != nullptr) mlj_prefetch_l2(ahead, L::kQkDim * sizeof(KvStorage));
         continue;
       }
 #pragma unroll
@@ -321,6 +333,7 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       }
       mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
       trace.mark(g, 2);
+      if (ahead != nullptr) mlj_prefetch_l2(ahead, L::kQkDim * sizeof(KvStorage));
     }
   }
   mlj_cp_async_wait_all();

@@ -44,6 +44,13 @@ MLJ_DEVICE unsigned int mlj_smem_addr(const void* p) {
 MLJ_DEVICE void mlj_cp_async16(void* smem, const void* gmem, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(mlj_smem_addr(smem)), "l"(gmem), "r"(src_bytes));
 }
+// A hint: fetch `bytes` (a multiple of 16) from `gmem` (16-byte aligned) into L2, asynchronously
+// (sm_90+; nothing before). A later copy of the bytes then finds them in L2.
+MLJ_DEVICE void mlj_prefetch_l2(const void* gmem, unsigned int bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(gmem), "r"(bytes) : "memory");
+#endif
+}
 MLJ_DEVICE void mlj_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 MLJ_DEVICE void mlj_cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
