@@ -274,6 +274,11 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
   const int chunk = tid % 8;
   const KvStorage* kv_base = static_cast<const KvStorage*>(p.kv);
   const TileTrace trace(trace_clock(), 0);  // MLJ_TRACE only (decode/trace.cuh)
+#if defined(MLJ_PREFETCH_TILES)
+  constexpr int kPrefetchTiles = MLJ_PREFETCH_TILES;  // developers: -DMLJ_PREFETCH_TILES=<n> through MLAJIT_COMPILE_OPTIONS
+#else
+  constexpr int kPrefetchTiles = L::kStages;  // how far ahead the fp8 producer prefetches into L2
+#endif
   int g = 0;  // the CTA's tile counter
   for (int i = 0; i < item_count; ++i) {
     const WgmmaItem<Cfg> it(p, item_at(i));
@@ -293,14 +298,15 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
           source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
         }
       }
-      // fp8 cache: tile tile + kStages of the item goes into this slot next; its rows are
-      // prefetched into L2 once this tile's copies are issued (token tid of it, one bulk prefetch
-      // a row), so its copies find them there instead of waiting out DRAM's latency behind the
-      // slot's release. Measured on the H200: S7 159.4 -> 150.0 us; on 16-bit caches it cost
-      // 7-13 % (S1 155.7 -> 172.2 us), so they do without.
+      // fp8 cache: tile tile + kStages of the item goes into this slot next; the rows of tile
+      // tile + kPrefetchTiles (kStages unless a developer sets it) are prefetched into L2 once
+      // this tile's copies are issued (token tid of it, one bulk prefetch a row), so their copies
+      // find them there instead of waiting out DRAM's latency behind the slot's release. Measured
+      // on the H200: S7 159.4 -> 150.0 us; on 16-bit caches it cost 7-13 % (S1 155.7 -> 172.2
+      // us), so they do without.
       const KvStorage* ahead = nullptr;
       if constexpr (L::kFp8Kv) {
-        const int pos = it.kv_lo + (tile + L::kStages) * L::kTile + tid;
+        const int pos = it.kv_lo + (tile + kPrefetchTiles) * L::kTile + tid;
         if (tid < L::kTile && pos < it.kv_end) {
           const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
           ahead = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
