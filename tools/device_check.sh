@@ -15,9 +15,14 @@
 #              DC_BENCH_EXTRA="args" runs a second `mlajit bench --no-roofline <args>` (e.g. a forced family);
 #              DC_NCU_KERNELS="S5 S3" times every kernel of those shapes' decode calls (grid and
 #              persistent paths) standalone under ncu, per-kernel averages (where the time goes
-#              between stage 1, the combine, the metadata kernel and the reduce).
+#              between stage 1, the combine, the metadata kernel and the reduce);
+#              DC_ALT="bench args" A/B against a second tree: `device-alt/` (git-ignored; e.g.
+#              `git archive main | tar -x -C device-alt`, passed with carry: ["device-alt"]) is
+#              built while the gpu tier runs and, right after this tree's suite, timed with
+#              `mlajit bench --no-roofline <args>` (e.g. "--persistent S3 S5"); its table lands in
+#              summary.txt and its JSON in $OUT/alt/.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 out=${OUT:-device-out}
 logs=$(mktemp -d)
 mkdir -p "$out"
@@ -34,6 +39,18 @@ say "$(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,clocks.max.mem -
 cmake -S . -B build-device -G Ninja -DCMAKE_BUILD_TYPE=Release >"$logs/cfg.log" 2>&1 || { tail -30 "$logs/cfg.log" | tee -a "$summary"; exit 1; }
 ninja -C build-device -j"$(nproc)" >"$logs/build.log" 2>&1 || { grep -E "error|FAILED" "$logs/build.log" | head -30 | tee -a "$summary"; exit 1; }
 say "build ok"
+
+alt_pid=""
+if [[ -n "${DC_ALT+x}" ]]; then
+  if [[ -d device-alt ]]; then
+    # Fewer jobs than cores: the gpu tier runs meanwhile (it is not timed).
+    (cmake -S device-alt -B build-alt -G Ninja -DCMAKE_BUILD_TYPE=Release >"$logs/alt_cfg.log" 2>&1 &&
+      ninja -C build-alt -j"$(( $(nproc) / 2 ))" mlajit_cli >"$logs/alt_build.log" 2>&1) &
+    alt_pid=$!
+  else
+    say "DC_ALT set but no device-alt/ tree: no A/B"
+  fi
+fi
 
 hung=0
 IFS=';' read -ra verify_runs <<<"${DC_VERIFY:-}"
@@ -59,6 +76,10 @@ if ! skip tests && [[ $hung -eq 0 ]]; then
   sort -k7 -g "$logs/persistent.txt" | tail -3 | tee -a "$summary"
 fi
 
+alt_built=1
+# The second tree's build must not share the CPUs with the timed runs.
+[[ -n "$alt_pid" ]] && { wait "$alt_pid"; alt_built=$?; }
+
 if ! skip bench; then
   timeout 300 build-device/mlajit bench --out-dir "$logs" "$@" 2>"$logs/bench_err.log" | tee "$logs/bench.txt" | tee -a "$summary"
   if [[ -n "${DC_BENCH_EXTRA:-}" ]]; then
@@ -67,6 +88,18 @@ if ! skip bench; then
     timeout 200 build-device/mlajit bench --no-roofline --out-dir "$logs/extra" $DC_BENCH_EXTRA 2>"$logs/bench_extra_err.log" |
       tee "$logs/bench_extra.txt" | tee -a "$summary"
     tail -3 "$logs/bench_extra_err.log" | tee -a "$summary"
+  fi
+fi
+
+if [[ -n "$alt_pid" ]]; then
+  if [[ $alt_built -eq 0 ]]; then
+    mkdir -p "$out/alt"
+    say "A/B: device-alt, mlajit bench --no-roofline ${DC_ALT}"
+    # shellcheck disable=SC2086  # a list of flags
+    timeout 300 build-alt/mlajit bench --no-roofline --out-dir "$out/alt" $DC_ALT 2>"$logs/bench_alt_err.log" |
+      tee "$logs/bench_alt.txt" | tee -a "$summary"
+  else
+    say "device-alt did not build:"; tail -20 "$logs/alt_build.log" "$logs/alt_cfg.log" 2>/dev/null | tee -a "$summary"
   fi
 fi
 
