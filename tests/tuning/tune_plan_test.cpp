@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "codegen/error.hpp"
+#include "tools/bench/l2_flush.hpp"
 #include "tools/tune/sweep.hpp"
 #include "tools/tune/tune.hpp"
 #include "tuning/select.hpp"
@@ -158,6 +159,7 @@ TEST(TunePlan, ChildrenGetTheirShardAndTheSweepOptions) {
   o.jobs = 16;
   o.simulate = true;
   o.arch = "sm_90a";
+  o.flush = tools::L2Flush::write;
   const std::vector<std::string> a = child_arguments(o, 3, 1, 2, "/tmp/r.json", 100.2);
   const auto after = [&](const std::string& flag) {
     auto it = std::find(a.begin(), a.end(), flag);
@@ -171,10 +173,28 @@ TEST(TunePlan, ChildrenGetTheirShardAndTheSweepOptions) {
   EXPECT_EQ(after("--jobs"), "8");
   EXPECT_EQ(after("--budget"), "101");
   EXPECT_EQ(after("--arch"), "sm_90a");
+  EXPECT_EQ(after("--flush"), "write");
   EXPECT_EQ(std::count(a.begin(), a.end(), "--shape"), 2);
   EXPECT_NE(std::find(a.begin(), a.end(), "--quick"), a.end());
   EXPECT_NE(std::find(a.begin(), a.end(), "--simulate"), a.end());
   EXPECT_EQ(std::find(a.begin(), a.end(), "--devices"), a.end());
+}
+
+TEST(TunePlan, FlushOptionParsesItsThreeModesAndNothingElse) {
+  const auto parse = [](std::vector<std::string> argv) {
+    CLI::App app;
+    tools::L2Flush mode = tools::L2Flush::read;
+    tools::add_flush_option(app, mode);
+    std::reverse(argv.begin(), argv.end());  // CLI11 takes the arguments back to front
+    app.parse(argv);
+    return mode;
+  };
+  EXPECT_EQ(parse({}), tools::L2Flush::read);
+  EXPECT_EQ(parse({"--flush", "write"}), tools::L2Flush::write);
+  EXPECT_EQ(parse({"--flush", "NONE"}), tools::L2Flush::none);
+  EXPECT_EQ(parse({"--flush", "read"}), tools::L2Flush::read);
+  EXPECT_THROW(parse({"--flush", "memset"}), CLI::ValidationError);
+  EXPECT_EQ(tools::flush_name(tools::L2Flush::none), "none");
 }
 
 TEST(TunePlan, ProgressLineHasAnEta) {

@@ -39,7 +39,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
   cmd->add_option("--device", o.device, "CUDA device ordinal")->capture_default_str();
   cmd->add_option("--runs", o.runs, "timed runs per shape (median reported)")->capture_default_str();
   cmd->add_option("--warmup", o.warmup, "untimed runs first")->capture_default_str();
-  cmd->add_flag("!--no-flush", o.flush_l2, "do not flush L2 between timed runs");
+  add_flush_option(*cmd, o.flush);
   cmd->add_flag("!--no-roofline", o.roofline, "skip the roofline probes");
   cmd->add_option("--family", o.family, "force a kernel family: portable | mma | wgmma (default: the model's choice)");
   cmd->add_option("--tokens-per-tile", o.tokens_per_tile, "override the tile's KV tokens per step");
@@ -71,7 +71,7 @@ int run_bench(const BenchOptions& o) {
     std::fprintf(stderr, "bench: read %.0f GB/s, bf16 %.0f TFLOP/s (%s)\n", roof.read_gb_s, roof.bf16_tflop_s,
                  roof.bf16_note.c_str());
   }
-  DecodeTimer timer(device, o.flush_l2);
+  DecodeTimer timer(device, o.flush);
 
   nlohmann::json results = nlohmann::json::array();
   for (const Shape& shape : shapes) {
@@ -179,7 +179,7 @@ int run_bench(const BenchOptions& o) {
                        {"checked_requests", checked_requests}, {"family", family_name(chosen.family)},
                        {"num_splits", num_splits}, {"workers", workers}, {"kernel", jit.key.entry_name()},
                        {"first_call_ms", first_call_ms}, {"compile_ms", jit.code.compile_ms},
-                       {"hot_dispatch_us", dispatch_us}, {"l2_flushed", o.flush_l2}, {"runs", o.runs}};
+                       {"hot_dispatch_us", dispatch_us}, {"l2_flush", flush_name(o.flush)}, {"runs", o.runs}};
       results.push_back(r);
       std::fprintf(stderr, "bench: %s %.1f us (%.0f%% of roofline), err %.3g\n", id.c_str(), ms * 1e3,
                    r["pct_roofline"].get<double>(), cmp.max_abs_error);
@@ -201,9 +201,8 @@ int run_bench(const BenchOptions& o) {
     std::cout << doc.dump(2) << "\n";
     return 0;
   }
-  std::cout << fmt::format("{} ({}), {}; roofline: read {:.0f} GB/s, bf16 {:.0f} TFLOP/s; L2 {}\n", info.name,
-                           info.target.arch, today(), roof.read_gb_s, roof.bf16_tflop_s,
-                           o.flush_l2 ? "flushed" : "not flushed");
+  std::cout << fmt::format("{} ({}), {}; roofline: read {:.0f} GB/s, bf16 {:.0f} TFLOP/s; L2 flush: {}\n", info.name,
+                           info.target.arch, today(), roof.read_gb_s, roof.bf16_tflop_s, flush_name(o.flush));
   std::cout << fmt::format("{:<4} {:>5} {:>3} {:>4} {:>6} {:<5} {:>4} {:>9} {:>8} {:>7} {:>9} {:>6} {:>9} {:<8} {:>6} {:>8}\n", "id",
                            "batch", "sq", "H", "ctx", "kv", "page", "time us", "GB/s", "TFLOP/s", "roof us", "%roof",
                            "max err", "family", "splits", "disp us");

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench/l2_flush.hpp"
+
 namespace CLI {
 class App;
 }
@@ -17,7 +19,7 @@ struct BenchOptions {
   int device = 0;
   int runs = 30;
   int warmup = 5;
-  bool flush_l2 = true;
+  tools::L2Flush flush = tools::L2Flush::read;
   bool json = false;
   std::string out_dir = "bench/results";
   bool roofline = true;

@@ -34,22 +34,12 @@ double median_ms(runtime::Device& device, int runs, Fn&& fn) {
 }
 
 double stream_read_gb_s(runtime::Device& device) {
-  Source source;
-  source.kernel_name = "mlj_stream_read";
-  source.text = std::string(templates::file("probe/stream_read.cuh").text);
-  const runtime::CodeObject code = runtime::backend(device.info().target.backend).compile(source, device.info().target);
-  auto module = device.load(code);
-  runtime::Kernel& kernel = module->kernel("mlj_stream_read");
+  const std::unique_ptr<runtime::Module> module = load_stream_read(device);
   const std::size_t bytes = std::size_t(4) << 30;  // 4 GiB
   runtime::DeviceBuffer data(device, bytes);
   runtime::DeviceBuffer sink(device, 1 << 20);
   device.fill_bytes(data.get(), 0x11, bytes);
-  const void* ptr = data.get();
-  unsigned long long count = bytes / 16;
-  void* sink_ptr = sink.get();
-  void* args[] = {&ptr, &count, &sink_ptr};
-  const unsigned blocks = unsigned(device.info().multiprocessors) * 4;
-  auto run = [&] { kernel.launch({blocks}, {512}, 0, nullptr, args, runtime::LaunchOrder::after_previous); };
+  auto run = [&] { launch_stream_read(*module, device, data.get(), bytes, sink.get()); };
   run();
   device.synchronize();
   const double ms = median_ms(device, 10, run);
@@ -154,6 +144,22 @@ double bf16_tflop_s(runtime::Device& device, std::string& note) {
 }
 
 }  // namespace
+
+std::unique_ptr<runtime::Module> load_stream_read(runtime::Device& device) {
+  Source source;
+  source.kernel_name = "mlj_stream_read";
+  source.text = std::string(templates::file("probe/stream_read.cuh").text);
+  const runtime::CodeObject code = runtime::backend(device.info().target.backend).compile(source, device.info().target);
+  return device.load(code);
+}
+
+void launch_stream_read(runtime::Module& module, runtime::Device& device, const void* data, std::size_t bytes,
+                        void* sink) {
+  unsigned long long count = bytes / 16;
+  void* args[] = {&data, &count, &sink};
+  const unsigned blocks = unsigned(device.info().multiprocessors) * 4;
+  module.kernel("mlj_stream_read").launch({blocks}, {512}, 0, nullptr, args, runtime::LaunchOrder::after_previous);
+}
 
 Roofline measure_roofline(runtime::Device& device) {
   Roofline r;

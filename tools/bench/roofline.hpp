@@ -14,4 +14,12 @@ struct Roofline {
 
 Roofline measure_roofline(runtime::Device& device);
 
+// The streaming-read kernel (templates/probe/stream_read.cuh), compiled for `device`; the read
+// probe and the L2 flush (tools/bench/l2_flush.hpp) use it.
+std::unique_ptr<runtime::Module> load_stream_read(runtime::Device& device);
+// Reads `bytes` (a multiple of 16) at `data` once, after the previous work on the null stream;
+// `sink` is a scratch buffer of at least 4 words a multiprocessor.
+void launch_stream_read(runtime::Module& module, runtime::Device& device, const void* data, std::size_t bytes,
+                        void* sink);
+
 }  // namespace mlajit::bench

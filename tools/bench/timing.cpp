@@ -23,8 +23,7 @@ std::vector<float> download_output(Engine& engine, const DeviceProblem& d, const
   return got;
 }
 
-DecodeTimer::DecodeTimer(runtime::Device& device, bool flush_l2) : device_(device) {
-  if (flush_l2) flush_ = runtime::DeviceBuffer(device, std::size_t(512) << 20);  // > L2 (50 / 60 MB)
+DecodeTimer::DecodeTimer(runtime::Device& device, L2Flush flush) : device_(device), flusher_(device, flush) {
   start_ = device.create_event();
   end_ = device.create_event();
 }
@@ -38,7 +37,7 @@ double DecodeTimer::median_ms(const std::function<void()>& call, int warmup, int
   for (int i = 0; i < warmup; ++i) call();
   std::vector<float> times;
   for (int i = 0; i < std::max(1, runs); ++i) {
-    if (flush_.size() > 0) device_.fill_bytes(flush_.get(), std::uint8_t(runs_++), flush_.size());
+    flusher_.flush();
     device_.record_event(start_, nullptr);
     call();
     device_.record_event(end_, nullptr);

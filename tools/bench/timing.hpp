@@ -1,5 +1,6 @@
 // Device side of a timed decode, shared by `mlajit bench` and `mlajit tune`: a host problem
-// uploaded once, GPU-event timing with L2 flushed between runs (BENCH.md), the output read back.
+// uploaded once, GPU-event timing with L2 flushed between runs (BENCH.md; tools/bench/l2_flush.hpp),
+// the output read back.
 #pragma once
 
 #include <cstddef>
@@ -9,6 +10,7 @@
 
 #include "reference/decode_reference.hpp"
 #include "runtime/engine.hpp"
+#include "tools/bench/l2_flush.hpp"
 #include "tools/decode_check.hpp"
 
 namespace mlajit::tools {
@@ -21,7 +23,7 @@ std::vector<float> download_output(Engine& engine, const DeviceProblem& d, const
 // Median device time of a call between two GPU events, L2 flushed (when asked) before each run.
 class DecodeTimer {
  public:
-  DecodeTimer(runtime::Device& device, bool flush_l2);
+  DecodeTimer(runtime::Device& device, L2Flush flush);
   ~DecodeTimer();
   DecodeTimer(const DecodeTimer&) = delete;
   DecodeTimer& operator=(const DecodeTimer&) = delete;
@@ -31,10 +33,9 @@ class DecodeTimer {
 
  private:
   runtime::Device& device_;
-  runtime::DeviceBuffer flush_;
+  L2Flusher flusher_;
   void* start_ = nullptr;
   void* end_ = nullptr;
-  unsigned runs_ = 0;
 };
 
 // Today's date (UTC), YYYY-MM-DD.

@@ -44,7 +44,7 @@ class GpuMeasurer final : public Measurer {
  public:
   explicit GpuMeasurer(const SweepSettings& settings)
       : settings_(settings), engine_(settings.device, Backend::cuda),
-        timer_(engine_.device(), settings.flush_l2) {
+        timer_(engine_.device(), settings.flush) {
     const runtime::DeviceInfo& info = engine_.device_info();
     facts_.target = info.target;
     facts_.card = info.name;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench/l2_flush.hpp"
 #include "tools/tune/plan.hpp"
 #include "tuning/database.hpp"
 
@@ -70,7 +71,7 @@ struct SweepSettings {
   int device = 0;
   int runs = 20;
   int warmup = 3;
-  bool flush_l2 = true;
+  tools::L2Flush flush = tools::L2Flush::read;
   double budget_s = 0;  // 0 = no limit
   std::string label;    // progress prefix ("gpu 1")
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();

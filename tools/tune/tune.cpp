@@ -116,7 +116,7 @@ tuning::Database database_of(const std::vector<ShapeResult>& results, const Fact
   m.model = tuning::default_params(facts.target);
   m.note = fmt::format("{}mlajit tune{}: median of {} runs after {} warm-up, L2 {}",
                        facts.measured ? "" : "SIMULATED, not a measurement: ", o.quick ? " --quick" : "", runs_of(o),
-                       warmup_of(o), o.flush_l2 ? "flushed" : "not flushed");
+                       warmup_of(o), fmt::format("flush: {}", flush_name(o.flush)));
   for (const ShapeResult& r : results) {
     if (std::optional<tuning::Entry> e = entry_from(r, facts, date)) db.entries.push_back(std::move(*e));
   }
@@ -158,7 +158,7 @@ tuning::Database sweep_here(const TuneOptions& o, std::chrono::steady_clock::tim
   settings.device = o.device;
   settings.runs = runs_of(o);
   settings.warmup = warmup_of(o);
-  settings.flush_l2 = o.flush_l2;
+  settings.flush = o.flush;
   settings.budget_s = o.budget_s;
   settings.label = o.shard.empty() ? "" : fmt::format("gpu {}", o.device);
   settings.start = start;
@@ -311,7 +311,7 @@ std::vector<std::string> child_arguments(const TuneOptions& o, int device, int s
                                 "--jobs", std::to_string(std::max(1, jobs_of(o) / std::max(1, shards)))};
   if (budget_left_s > 0) a.insert(a.end(), {"--budget", fmt::format("{:.0f}", std::ceil(budget_left_s))});
   if (o.quick) a.push_back("--quick");
-  if (!o.flush_l2) a.push_back("--no-flush");
+  a.insert(a.end(), {"--flush", flush_name(o.flush)});
   if (o.simulate) a.push_back("--simulate");
   if (!o.arch.empty()) a.insert(a.end(), {"--arch", o.arch});
   if (o.multiprocessors > 0) a.insert(a.end(), {"--sms", std::to_string(o.multiprocessors)});
@@ -339,7 +339,7 @@ CLI::App* add_tune_command(CLI::App& app, TuneOptions& o) {
   cmd->add_option("--result", o.result, "write this shard's sweep here (what --devices gives each process)")->group("");
   cmd->add_option("--runs", o.runs, "timed runs per candidate, median kept (default 20, --quick 10)");
   cmd->add_option("--warmup", o.warmup, "untimed runs first (default 3, --quick 2)");
-  cmd->add_flag("!--no-flush", o.flush_l2, "do not flush L2 between timed runs");
+  add_flush_option(*cmd, o.flush);
   cmd->add_option("--budget", o.budget_s, "seconds; candidates not started by then are skipped (the model's are timed first)");
   cmd->add_option("--jobs,-j", o.jobs, "parallel compiles (default: all cores)");
   cmd->add_option("--out", o.out, "database to merge the results into (default tuning/db/<generation>.json, e.g. sm_90.json for sm_90a)");

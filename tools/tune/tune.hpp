@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench/l2_flush.hpp"
 #include "tools/spec_flags.hpp"
 
 namespace CLI {
@@ -33,7 +34,7 @@ struct TuneOptions {
   std::string result;   // children: write the shard's sweep here instead of the database
   int runs = 0;         // timed runs per candidate (0: 20, --quick 10)
   int warmup = 0;       // untimed runs first (0: 3, --quick 2)
-  bool flush_l2 = true;
+  tools::L2Flush flush = tools::L2Flush::read;
   double budget_s = 0;  // stop starting candidates after this many seconds (0 = no limit)
   int jobs = 0;         // parallel compiles (0 = all cores)
   std::string out;      // database to merge into (default tuning/db/<database_name(arch)>.json)
