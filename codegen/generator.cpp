@@ -67,7 +67,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   const std::string family(family_name(tile.family));
   const std::string stage1_header = "decode/" + family + ".cuh";
   for (std::string path : {"platform/" + platform + ".cuh", std::string("decode/params.cuh"),
-                           std::string("decode/numeric.cuh"), std::string("decode/fp8.cuh"), std::string("decode/rope.cuh"), std::string("decode/trace.cuh"),
+                           std::string("decode/numeric.cuh"), std::string("decode/fp8.cuh"), std::string("decode/fp8_layout.cuh"), std::string("decode/rope.cuh"), std::string("decode/trace.cuh"),
                            std::string("decode/schedule.cuh"), std::string("decode/work.cuh"), stage1_header, std::string("decode/combine.cuh")}) {
     const templates::TemplateFile& f = templates::file(path);
     source.headers.push_back(SourceHeader{path, f.text, f.sha256});

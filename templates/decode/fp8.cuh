@@ -32,4 +32,17 @@ MLJ_DEVICE Vec16 widen_e4m3x8(unsigned int w0, unsigned int w1) {
   return v;
 }
 
+#if defined(MLJ_HAS_CVT_E4M3)
+// Four e4m3 values (byte i = element i) -> two registers of the mma type: lo = elements 0, 1 and
+// hi = 2, 3, the lower element in the low half. Exact, as widen_e4m3x8.
+template <bool kBf16>
+MLJ_DEVICE void widen_e4m3x4(unsigned int x, unsigned int& lo, unsigned int& hi) {
+  mlj_e4m3x4_to_f16x4(x, lo, hi);
+  if constexpr (kBf16) {
+    lo = mlj_f16x2_to_bf16x2(lo);
+    hi = mlj_f16x2_to_bf16x2(hi);
+  }
+}
+#endif
+
 }  // namespace mlj

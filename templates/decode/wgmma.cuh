@@ -27,13 +27,14 @@
 // in fp16 (codegen's mma_dtype: e4m3 -> fp16 is one conversion a pair; a bf16 q is scaled into
 // fp16's range per item, wgmma_stage_q); no fused
 // RoPE (codegen keeps that on mma / portable). An fp8 tile lands raw in its slot, column block b
-// (64 tokens x 64 B) in the upper half of block b's 8 KiB; its consumer widens it in place
-// (exactly) to the mma type's swizzled layout before the math, a few blocks a round: read the
-// raw bytes, barrier, write (a block's output overwrites only its own raw bytes). An fp8 q is
+// (64 tokens x 64 B) in the upper half of block b's 8 KiB, and its consumer reads the raw bytes
+// straight into wgmma's register A operand (RS form), widening them there (exactly): no widened
+// copy in shared memory, no barrier between landing and math ("fp8 tiles" below). An fp8 q is
 // widened while staged.
 #pragma once
 
 #include "decode/fp8.cuh"
+#include "decode/fp8_layout.cuh"
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
 #include "decode/rope.cuh"
@@ -58,7 +59,9 @@ struct WgmmaDecodeLayout {
   // fp8 cache: raw column block b (kTile rows of 64 B) at kRawOffset within block b.
   static constexpr int kRawOffset = kBlockBytes / 2;
   static constexpr int kRawChunksPerRow = kQkDim / 16;
-  static constexpr int kWidenRound = kRows <= 16 ? 5 : 2;  // blocks widened per barrier round (5 + 4: no spills at 16 rows)
+  // fp8 cache: k16 steps of V^T . P^T a commit group covers (a thread's A registers: 8 a step,
+  // two groups in flight), fewer with the larger accumulators of 24 / 32 rows.
+  static constexpr int kVStepsPerGroup = 2;
   static constexpr int kQBlockBytes = kRows * 128;
   static constexpr int kQBytes = kQkBlocks * kQBlockBytes;
   static constexpr int kPBytes = kRows * 128;  // one consumer's P: [kRows][64 tokens] 16-bit, swizzled
@@ -129,44 +132,6 @@ struct WgmmaItem {
     tiles = skip ? 0 : ceil_div(kv_end - kv_lo, WgmmaDecodeLayout<Cfg>::kTile);
   }
 };
-
-// fp8 cache: consumer `consumer`'s 128 threads widen the raw tile of `slot` in place to the mma
-// type's swizzled blocks. Thread (token ct / 2, chunks 4 (ct % 2) .. +3 of each 64-element block):
-// 32 raw bytes -> four 16-byte chunks per block. kWidenRound blocks a round: every thread reads
-// their raw bytes, a named barrier, then writes them (overwriting only those blocks' raw halves).
-template <class Cfg>
-MLJ_DEVICE void wgmma_widen_fp8_tile(unsigned char* slot, int ct, int consumer) {
-  using L = WgmmaDecodeLayout<Cfg>;
-  constexpr bool kBf16 = Cfg::kMmaBf16;
-  constexpr int kRound = L::kWidenRound;
-  const int token = ct / 2;
-  const int j0 = 4 * (ct % 2);
-  const unsigned char* raw = slot + L::kRawOffset + token * 64 + j0 * 8;
-#pragma unroll
-  for (int b0 = 0; b0 < L::kQkBlocks; b0 += kRound) {
-    Vec16 r[kRound][2];
-#pragma unroll
-    for (int i = 0; i < kRound; ++i) {
-      if (b0 + i < L::kQkBlocks) {
-        r[i][0] = reinterpret_cast<const Vec16*>(raw + (b0 + i) * L::kBlockBytes)[0];
-        r[i][1] = reinterpret_cast<const Vec16*>(raw + (b0 + i) * L::kBlockBytes)[1];
-      }
-    }
-    mlj_named_barrier(1 + consumer, 128);  // this round's raw bytes are read by every thread
-#pragma unroll
-    for (int i = 0; i < kRound; ++i) {
-      if (b0 + i >= L::kQkBlocks) continue;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const Vec16& half = r[i][j / 2];
-        *reinterpret_cast<Vec16*>(slot + (b0 + i) * L::kBlockBytes + sw128_offset(token, j0 + j)) =
-            widen_e4m3x8<kBf16>(half.w[(j % 2) * 2], half.w[(j % 2) * 2 + 1]);
-      }
-    }
-  }
-  mlj_fence_proxy_async();
-  mlj_named_barrier(1 + consumer, 128);  // the widened tile is complete
-}
 
 // Both consumer warpgroups (256 threads, `thread` 0..255) stage the item's L::kRows rows of Q once
 // the previous item's readers are done: row r, chunk c of qk_dim / 8 -> block c / 8, swizzled;
@@ -256,7 +221,16 @@ MLJ_DEVICE float wgmma_stage_q(const MljDecodeParams& p, const WgmmaItem<Cfg>& i
       }
       const int r = e / kChunks;
       const int ch = e - r * kChunks;
-      *reinterpret_cast<Vec16*>(q_s + (ch / 8) * L::kQBlockBytes + sw128_offset(r, ch % 8)) = v[c];
+      unsigned char* block = q_s + (ch / 8) * L::kQBlockBytes;
+      if constexpr (L::kFp8Kv) {  // the logical column order of the register-operand S^T (fp8 tiles above)
+#pragma unroll
+        for (int pair = 0; pair < 4; ++pair) {
+          const int col = fp8_q_column(8 * (ch % 8) + 2 * pair);
+          *reinterpret_cast<unsigned int*>(block + sw128_offset(r, col / 8) + 2 * (col % 8)) = v[c].w[pair];
+        }
+      } else {
+        *reinterpret_cast<Vec16*>(block + sw128_offset(r, ch % 8)) = v[c];
+      }
     }
   }
   mlj_fence_proxy_async();
@@ -319,10 +293,10 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       if constexpr (L::kFp8Kv) {
         // Raw rows, token-major: thread (token tid / 2, 16-byte chunks tid % 2, + 2, ...).
         const KvStorage* row = source[0];
-        unsigned char* dst = slot_base + L::kRawOffset + (tid / 2) * 64;
+        unsigned char* dst = slot_base + L::kRawOffset;
         for (int c = tid % 2; c < L::kRawChunksPerRow; c += 2) {  // chunk c: block c / 4, 16 B piece c % 4
-          mlj_cp_async16(dst + (c / 4) * L::kBlockBytes + (c % 4) * 16, row != nullptr ? row + c * 16 : kv_base,
-                         row != nullptr ? 16 : 0);
+          mlj_cp_async16(dst + (c / 4) * L::kBlockBytes + fp8_raw_offset(tid / 2, c % 4),
+                         row != nullptr ? row + c * 16 : kv_base, row != nullptr ? 16 : 0);
         }
         mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
         trace.mark(g, 2);
@@ -374,7 +348,8 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   float* handoff = reinterpret_cast<float*>(ring + L::kStageBytes);  // consumer 1's slot
   const unsigned int q_addr = mlj_smem_addr(q_s);
   const unsigned int p_addr = mlj_smem_addr(p_s);
-  const unsigned int slot_addr = mlj_smem_addr(ring + consumer * L::kStageBytes);
+  const unsigned char* slot = ring + consumer * L::kStageBytes;
+  const unsigned int slot_addr = mlj_smem_addr(slot);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
   const TileTrace trace(trace_clock(), 1 + consumer);  // MLJ_TRACE only (decode/trace.cuh)
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
@@ -416,7 +391,6 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       const int use = (g + tile) / 2;
       trace.mark(g + tile, 0);
       mlj_mbarrier_wait(&full_bar[consumer], use & 1);
-      if constexpr (L::kFp8Kv) wgmma_widen_fp8_tile<Cfg>(ring + consumer * L::kStageBytes, ct, consumer);
       mlj_fence_proxy_async();
       trace.mark(g + tile, 1);
       // Operand descriptors: one base each per tile plus constant offsets (address field, in
@@ -432,16 +406,40 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       float s[N / 2];
 #pragma unroll
       for (int j = 0; j < N / 2; ++j) s[j] = 0.0f;
-      mlj_wgmma_fence();
+      if constexpr (L::kFp8Kv) {
+        // A from registers, widened from the raw bytes, a block a commit group. (Loading the next
+        // block's bytes, or a second group in flight, spills at 16 rows.)
+        const unsigned char* raw = slot + L::kRawOffset;
 #pragma unroll
-      for (int b = 0; b < L::kQkBlocks; ++b) {
+        for (int b = 0; b < L::kQkBlocks; ++b) {
+          const Vec16 x0 = *reinterpret_cast<const Vec16*>(raw + b * L::kBlockBytes + fp8_raw_offset(16 * warp + lane / 4, lane % 4));
+          const Vec16 x1 = *reinterpret_cast<const Vec16*>(raw + b * L::kBlockBytes + fp8_raw_offset(16 * warp + lane / 4 + 8, lane % 4));
+          unsigned int a[4][4];
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          mlj_wgmma_m64k16<N, kBf16, false>(s, kv_desc + ((b * L::kBlockBytes + kk * 32) >> 4),
-                                            q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+          for (int kk = 0; kk < 4; ++kk) {
+            widen_e4m3x4<kBf16>(x0.w[kk], a[kk][0], a[kk][2]);
+            widen_e4m3x4<kBf16>(x1.w[kk], a[kk][1], a[kk][3]);
+          }
+          mlj_wgmma_fence();
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            mlj_wgmma_m64k16_rs<N, kBf16>(s, a[kk], q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+          }
+          mlj_wgmma_commit();
+          mlj_wgmma_wait<0>();
         }
+      } else {
+        mlj_wgmma_fence();
+#pragma unroll
+        for (int b = 0; b < L::kQkBlocks; ++b) {
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            mlj_wgmma_m64k16<N, kBf16, false>(s, kv_desc + ((b * L::kBlockBytes + kk * 32) >> 4),
+                                              q_desc + ((b * L::kQBlockBytes + kk * 32) >> 4), (b | kk) != 0);
+          }
+        }
+        mlj_wgmma_commit();
       }
-      mlj_wgmma_commit();
       mlj_wgmma_wait<0>();
       trace.mark(g + tile, 2);
 #pragma unroll
@@ -491,7 +489,8 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
           sum += pv;
           // P[q][token]: 128 B rows of 64 tokens, chunk token / 8 swizzled by q % 8.
           const int token = 16 * warp + lane / 4 + 8 * t2;
-          Storage* dst = reinterpret_cast<Storage*>(p_s + sw128_offset(q, token / 8)) + token % 8;
+          const int pos = L::kFp8Kv ? fp8_p_position(token) : token;
+          Storage* dst = reinterpret_cast<Storage*>(p_s + sw128_offset(q, pos / 8)) + pos % 8;
           *dst = kBf16 ? bf16::from_float(pv) : fp16::from_float(pv);
         }
         l_part[k] = l_part[k] * alpha[k] + sum;
@@ -507,25 +506,61 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
           acc[vb][j] *= alpha[2 * (j / 4) + j % 2];
           mlj_fence_operand(acc[vb][j]);  // rescaled before the wgmmas are issued, not between them
         }
-      mlj_wgmma_fence();
+      // Consumer 1 keeps the slot of its last tile of the item for the hand-off.
+      const bool keep = consumer == 1 && tile + 2 >= it.tiles;
+      if constexpr (L::kFp8Kv) {
+        // A from registers: M blocks (2 q, 2 q + 1) x kVStepsPerGroup k-steps a commit group.
+        const unsigned char* raw = slot + L::kRawOffset;
+        const int v_chunk = 2 * (warp % 2) + lane / 16;  // dword 8 (w % 2) + g of the block's row
+        const int v_byte = 4 * ((lane / 4) % 4);
 #pragma unroll
-      for (int vb = 0; vb < L::kVBlocks; ++vb) {
+        for (int q2 = 0; q2 < L::kVBlocks / 2; ++q2) {
+          const unsigned char* block = raw + (2 * q2 + warp / 2) * L::kBlockBytes + v_byte;
 #pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          mlj_wgmma_m64k16<N, kBf16, true>(acc[vb], v_desc + ((vb * L::kBlockBytes + kk * 2048) >> 4),
-                                           p_desc + ((kk * 32) >> 4), 1);
+          for (int k0 = 0; k0 < 4; k0 += L::kVStepsPerGroup) {
+            unsigned int a[L::kVStepsPerGroup][2][4];
+#pragma unroll
+            for (int kk = 0; kk < L::kVStepsPerGroup; ++kk) {
+#pragma unroll
+              for (int h = 0; h < 2; ++h) {
+                const int token = 16 * (k0 + kk) + 8 * h + lane % 4;
+                const unsigned int d0 = *reinterpret_cast<const unsigned int*>(block + fp8_raw_offset(token, v_chunk));
+                const unsigned int d1 = *reinterpret_cast<const unsigned int*>(block + fp8_raw_offset(token + 4, v_chunk));
+                widen_e4m3x4<kBf16>(__byte_perm(d0, d1, 0x5140), a[kk][0][2 * h], a[kk][0][2 * h + 1]);
+                widen_e4m3x4<kBf16>(__byte_perm(d0, d1, 0x7362), a[kk][1][2 * h], a[kk][1][2 * h + 1]);
+              }
+            }
+            mlj_wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < L::kVStepsPerGroup; ++kk) {
+              mlj_wgmma_m64k16_rs<N, kBf16>(acc[2 * q2], a[kk][0], p_desc + (((k0 + kk) * 32) >> 4), 1);
+              mlj_wgmma_m64k16_rs<N, kBf16>(acc[2 * q2 + 1], a[kk][1], p_desc + (((k0 + kk) * 32) >> 4), 1);
+            }
+            mlj_wgmma_commit();
+            mlj_wgmma_wait<1>();  // the previous group's registers are free
+          }
         }
+        if (!keep) mlj_mbarrier_arrive(&empty_bar[consumer]);  // every raw byte is in registers
+        mlj_wgmma_wait<0>();
+      } else {
+        mlj_wgmma_fence();
+#pragma unroll
+        for (int vb = 0; vb < L::kVBlocks; ++vb) {
+#pragma unroll
+          for (int kk = 0; kk < 4; ++kk) {
+            mlj_wgmma_m64k16<N, kBf16, true>(acc[vb], v_desc + ((vb * L::kBlockBytes + kk * 2048) >> 4),
+                                             p_desc + ((kk * 32) >> 4), 1);
+          }
+        }
+        mlj_wgmma_commit();
+        mlj_wgmma_wait<0>();
       }
-      mlj_wgmma_commit();
-      mlj_wgmma_wait<0>();
       trace.mark(g + tile, 3);
 #pragma unroll
       for (int vb = 0; vb < L::kVBlocks; ++vb)
 #pragma unroll
         for (int j = 0; j < N / 2; ++j) mlj_fence_operand(acc[vb][j]);
-      // Consumer 1 keeps the slot of its last tile of the item for the hand-off.
-      const bool keep = consumer == 1 && tile + 2 >= it.tiles;
-      if (!keep) mlj_mbarrier_arrive(&empty_bar[consumer]);
+      if (!L::kFp8Kv && !keep) mlj_mbarrier_arrive(&empty_bar[consumer]);
     }
     g += it.tiles;
 
@@ -604,7 +639,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
 #pragma unroll
         for (int t2 = 0; t2 < 2; ++t2) {
           const float o = acc[vb][4 * (k / 2) + 2 * t2 + k % 2];
-          const int dim = 64 * vb + 16 * warp + lane / 4 + 8 * t2;
+          const int dim = L::kFp8Kv ? fp8_v_dim(vb, warp, lane, t2) : 64 * vb + 16 * warp + lane / 4 + 8 * t2;
           if (final_output) {
             out_base[q_row * L::kVDim + dim] = OutType::from_float(o);
           } else {

@@ -190,6 +190,37 @@ MLJ_DEVICE void mlj_wgmma_m64k16(float (&d)[N / 2], unsigned long long a, unsign
 }
 #undef MLJ_WGMMA_ALL
 #undef MLJ_WGMMA_ASM
+// The same product with A from registers (RS): a = the m64nNk16 A fragment (four f16x2 / bf16x2
+// registers: rows lane / 4 (+ 8) of the warp's 16, columns 2 (lane % 4) (+ 1, + 8, + 9)); B
+// K-major. The registers must stay untouched until a wgmma wait covers the product.
+#define MLJ_WGMMA_RS_ASM(SHAPE, TYPES, REGS, OPERANDS, ...)                                          \
+  asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %" OPERANDS ", 0;\n wgmma.mma_async.sync.aligned." SHAPE TYPES \
+               " " REGS ";\n}\n"                                                                   \
+               : __VA_ARGS__                                                                        \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate))
+#define MLJ_WGMMA_RS_BOTH(SHAPE, REGS, OPERANDS, ...)                                               \
+  if constexpr (kBf16) MLJ_WGMMA_RS_ASM(SHAPE, ".f32.bf16.bf16", REGS, OPERANDS, __VA_ARGS__);        \
+  else MLJ_WGMMA_RS_ASM(SHAPE, ".f32.f16.f16", REGS, OPERANDS, __VA_ARGS__)
+template <int N, bool kBf16>
+MLJ_DEVICE void mlj_wgmma_m64k16_rs(float (&d)[N / 2], const unsigned int (&a)[4], unsigned long long b,
+                                    int accumulate) {
+  static_assert(N == 8 || N == 16 || N == 24 || N == 32, "wgmma decode: N must be 8, 16, 24 or 32");
+  if constexpr (N == 8) {
+    MLJ_WGMMA_RS_BOTH("m64n8k16", "{%0, %1, %2, %3}, {%4, %5, %6, %7}, %8, p, 1, 1, 0", "9",
+                      "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]));
+  } else if constexpr (N == 16) {
+    MLJ_WGMMA_RS_BOTH("m64n16k16", "{%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, %12, p, 1, 1, 0", "13",
+                      "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]));
+  } else if constexpr (N == 24) {
+    MLJ_WGMMA_RS_BOTH("m64n24k16", "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11}, {%12, %13, %14, %15}, %16, p, 1, 1, 0", "17",
+                      "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]));
+  } else if constexpr (N == 32) {
+    MLJ_WGMMA_RS_BOTH("m64n32k16", "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, 0", "21",
+                      "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]));
+  }
+}
+#undef MLJ_WGMMA_RS_BOTH
+#undef MLJ_WGMMA_RS_ASM
 
 // The 64-row wgmma decode's two shapes (templates/decode/wgmma.cuh, kRows == 64):
 //   S  (64 x 64, 32 fp32 a thread) (+)= A (64 x 16, descriptor, K-major) * B (16 x 64, descriptor, K-major)
