@@ -281,14 +281,16 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
           source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
         }
       }
-      // fp8 cache: tile tile + kSlots of the item goes into this slot next; the rows of tile
-      // tile + kPrefetchTiles (kSlots unless a developer sets it) are prefetched into L2 once
-      // this tile's copies are issued (token tid of it, one bulk prefetch a row), so their copies
-      // find them there instead of waiting out DRAM's latency behind the slot's release. Measured
-      // on the H200: S7 159.4 -> 150.0 us; on 16-bit caches it cost 7-13 % (S1 155.7 -> 172.2
-      // us), so they do without.
+      // fp8 cache with a 2-slot ring (more than 16 rows): tile tile + kSlots of the item goes into
+      // this slot next; the rows of tile tile + kPrefetchTiles (kSlots unless a developer sets
+      // it) are prefetched into L2 once this tile's copies are issued (token tid of it, one bulk
+      // prefetch a row), so their copies find them there instead of waiting out DRAM's latency
+      // behind the slot's release. Measured on the H200 with 2 slots: S7 159.4 -> 150.0 us; on
+      // 16-bit caches it cost 7-13 % (S1 155.7 -> 172.2 us), and with the 4-slot fp8 ring it no
+      // longer pays (S7 123.3 us at distance 4 vs 121.2 with a prefetch of the tile just issued),
+      // so those do without.
       const KvStorage* ahead = nullptr;
-      if constexpr (L::kFp8Kv) {
+      if constexpr (L::kFp8Kv && L::kSlots == 2) {
         const int pos = it.kv_lo + (tile + kPrefetchTiles) * L::kTile + tid;
         if (tid < L::kTile && pos < it.kv_end) {
           const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
