@@ -176,13 +176,23 @@ int decode_shared_bytes(const Spec& spec, const TileConfig& tile) {
            2 * 64 * 4 + 1024;
   }
   if (tile.family == KernelFamily::wgmma) {
-    // Must equal WgmmaDecodeLayout::kTotalBytes in templates/decode/wgmma.cuh: stages KV tiles of
-    // tokens_per_tile rows (qk_dim / 64 swizzled blocks of 128 B per row), Q (rows x qk_dim, 16
-    // bits), P of each consumer (rows x 64 tokens, 16 bits), per consumer 4 warps' and 2 final
-    // fp32 per row, two mbarriers per stage, and 1 KiB to align the swizzled base to 1024 B.
+    // Must equal WgmmaDecodeLayout::kTotalBytes in templates/decode/wgmma.cuh: the ring's slots
+    // (16-bit cache: `stages` widened tiles of tokens_per_tile rows, qk_dim / 64 swizzled blocks of
+    // 128 B a row; fp8 cache: raw tiles, 4 slots when consumer 1's accumulators - the hand-off -
+    // fit one, else 2 slots of the larger of the two), Q (rows x qk_dim, 16 bits), P of each
+    // consumer (rows x 64 tokens, 16 bits), per consumer 4 warps' and 2 final fp32 per row, two
+    // mbarriers per slot, and 1 KiB to align the swizzled base to 1024 B.
     const int rows = tile.heads_per_cta;
-    return tile.stages * tile.tokens_per_tile * spec.qk_dim() * 2 + rows * spec.qk_dim() * 2 + 2 * rows * 128 +
-           2 * (4 + 2) * rows * 4 + 2 * tile.stages * 8 + 1024;
+    int slots = tile.stages;
+    int slot_bytes = tile.tokens_per_tile * spec.qk_dim() * 2;
+    if (spec.kv_dtype == DType::fp8_e4m3) {
+      const int raw_bytes = tile.tokens_per_tile * spec.qk_dim();
+      const int handoff_bytes = spec.v_dim() / 64 * (rows / 2) * 128 * 4;
+      slots = handoff_bytes <= raw_bytes ? 4 : 2;
+      slot_bytes = std::max(raw_bytes, handoff_bytes);
+    }
+    return slots * slot_bytes + rows * spec.qk_dim() * 2 + 2 * rows * 128 + 2 * (4 + 2) * rows * 4 + 2 * slots * 8 +
+           1024;
   }
   if (tile.family == KernelFamily::mma) {
     // Must equal MmaDecodeLayout::kTotalBytes in templates/decode/mma.cuh: the KV ring, the

@@ -47,7 +47,7 @@ template <class Cfg>
 struct WgmmaDecodeLayout {
   static constexpr int kRows = Cfg::kHeadsPerCta;  // wgmma N
   static constexpr int kTile = Cfg::kTokensPerTile;  // tokens per KV tile (64: wgmma M of S^T)
-  static constexpr int kStages = 2;                // ring slots: slot c belongs to consumer c
+  static constexpr int kStages = 2;                // consumers: tile g of the CTA goes to consumer g % 2
   static constexpr int kQkDim = Cfg::kKvLoraRank + Cfg::kRopeDim;
   static constexpr int kVDim = Cfg::kKvLoraRank;
   static constexpr int kQkBlocks = kQkDim / 64;  // 64-element (128 B) column blocks
@@ -56,9 +56,18 @@ struct WgmmaDecodeLayout {
   static constexpr int kStageBytes = kQkBlocks * kBlockBytes;
   static constexpr bool kFp8Kv = sizeof(typename Cfg::KvType::storage) == 1;
   static constexpr bool kFp8Q = sizeof(typename Cfg::QType::storage) == 1;
-  // fp8 cache: raw column block b (kTile rows of 64 B) at kRawOffset within block b.
-  static constexpr int kRawOffset = kBlockBytes / 2;
+  // fp8 cache: a slot holds the raw tile, column block b (kTile rows of 64 B) at b kRawBlockBytes.
+  static constexpr int kRawBlockBytes = kTile * 64;
   static constexpr int kRawChunksPerRow = kQkDim / 16;
+  // Consumer 1 hands its accumulators to consumer 0 through the slot of its last tile of an item.
+  static constexpr int kHandoffBytes = (kVDim / 64) * (kRows / 2) * 128 * 4;
+  // The ring: tile g in slot g % kSlots (so consumer c owns the slots of parity c). 16-bit tiles:
+  // 2 slots of the widened layout; fp8 tiles, raw: 4 slots (two a consumer) at 16 rows or fewer,
+  // whose accumulators fit a raw slot for the hand-off, else 2.
+  static constexpr int kSlots = kFp8Kv && kHandoffBytes <= kQkBlocks * kRawBlockBytes ? 4 : 2;
+  static constexpr int kSlotBytes = !kFp8Kv ? kStageBytes
+                                    : kHandoffBytes > kQkBlocks * kRawBlockBytes ? kHandoffBytes
+                                                                                  : kQkBlocks * kRawBlockBytes;
   // fp8 cache: k16 steps of V^T . P^T a commit group covers (a thread's A registers: 8 a step,
   // two groups in flight), fewer with the larger accumulators of 24 / 32 rows.
   static constexpr int kVStepsPerGroup = 2;
@@ -67,15 +76,15 @@ struct WgmmaDecodeLayout {
   static constexpr int kPBytes = kRows * 128;  // one consumer's P: [kRows][64 tokens] 16-bit, swizzled
   static constexpr int kRedFloats = 4 * kRows;  // one consumer's per-warp row values
   static constexpr int kStatFloats = 2 * kRows;  // one consumer's final (max, sum) per row
-  // Shared memory, in order: ring, Q, P x 2, red x 2, stat x 2, mbarriers (full, empty) x kStages.
+  // Shared memory, in order: ring, Q, P x 2, red x 2, stat x 2, mbarriers (full, empty) x kSlots.
   // Offsets are from a 1024-byte aligned base (the swizzle pattern repeats every 1024 B); the
   // kernel rounds its dynamic shared memory up to it, hence the 1024 B of slack.
-  static constexpr int kQOffset = kStages * kStageBytes;
+  static constexpr int kQOffset = kSlots * kSlotBytes;
   static constexpr int kPOffset = kQOffset + kQBytes;
   static constexpr int kRedOffset = kPOffset + 2 * kPBytes;
   static constexpr int kStatOffset = kRedOffset + 2 * kRedFloats * 4;
   static constexpr int kBarrierOffset = kStatOffset + 2 * kStatFloats * 4;
-  static constexpr int kTotalBytes = kBarrierOffset + 2 * kStages * 8 + 1024;
+  static constexpr int kTotalBytes = kBarrierOffset + 2 * kSlots * 8 + 1024;
   // Register budgets (setmaxnreg): 40 + 2 x 232 = 3 x 168, the launch-time average of a
   // 384-thread CTA. ptxas allocates each role within its budget.
   static constexpr int kProducerRegisters = 40;
@@ -99,9 +108,9 @@ MLJ_DEVICE unsigned char* wgmma_ring_setup(int empty_arrivals, unsigned long lon
   unsigned char* raw_shared = mlj_dynamic_shared();
   unsigned char* shared = raw_shared + ((1024 - (mlj_smem_addr(raw_shared) & 1023)) & 1023);
   full_bar = reinterpret_cast<unsigned long long*>(shared + L::kBarrierOffset);
-  empty_bar = full_bar + L::kStages;
+  empty_bar = full_bar + L::kSlots;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < L::kStages; ++s) {
+    for (int s = 0; s < L::kSlots; ++s) {
       mlj_mbarrier_init(&full_bar[s], 128);
       mlj_mbarrier_init(&empty_bar[s], empty_arrivals);
     }
@@ -251,14 +260,14 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
 #if defined(MLJ_PREFETCH_TILES)
   constexpr int kPrefetchTiles = MLJ_PREFETCH_TILES;  // developers: -DMLJ_PREFETCH_TILES=<n> through MLAJIT_COMPILE_OPTIONS
 #else
-  constexpr int kPrefetchTiles = L::kStages;  // how far ahead the fp8 producer prefetches into L2
+  constexpr int kPrefetchTiles = L::kSlots;  // how far ahead the fp8 producer prefetches into L2
 #endif
   int g = 0;  // the CTA's tile counter
   for (int i = 0; i < item_count; ++i) {
     const WgmmaItem<Cfg> it(p, item_at(i));
     for (int tile = 0; tile < it.tiles; ++tile, ++g) {
-      const int slot = g % L::kStages;
-      const int use = g / L::kStages;
+      const int slot = g % L::kSlots;
+      const int use = g / L::kSlots;
       // Page-table lookups first: their latency hides behind the wait for the slot. A 16-bit
       // tile: token pass * 16 + tid / 8 of each pass; an fp8 tile: token tid / 2 (one pass).
       constexpr int kPasses = L::kTile / 16;  // 16 tokens a pass (8 threads a 128-byte row)
@@ -272,14 +281,16 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
           source[pass] = kv_base + (long long)page * p.kv_page_stride + (long long)(pos % Cfg::kPageSize) * L::kQkDim;
         }
       }
-      // fp8 cache: tile tile + kStages of the item goes into this slot next; the rows of tile
-      // tile + kPrefetchTiles (kStages unless a developer sets it) are prefetched into L2 once
-      // this tile's copies are issued (token tid of it, one bulk prefetch a row), so their copies
-      // find them there instead of waiting out DRAM's latency behind the slot's release. Measured
-      // on the H200: S7 159.4 -> 150.0 us; on 16-bit caches it cost 7-13 % (S1 155.7 -> 172.2
-      // us), so they do without.
+      // fp8 cache with a 2-slot ring (more than 16 rows): tile tile + kSlots of the item goes into
+      // this slot next; the rows of tile tile + kPrefetchTiles (kSlots unless a developer sets
+      // it) are prefetched into L2 once this tile's copies are issued (token tid of it, one bulk
+      // prefetch a row), so their copies find them there instead of waiting out DRAM's latency
+      // behind the slot's release. Measured on the H200 with 2 slots: S7 159.4 -> 150.0 us; on
+      // 16-bit caches it cost 7-13 % (S1 155.7 -> 172.2 us), and with the 4-slot fp8 ring it no
+      // longer pays (S7 123.3 us at distance 4 vs 121.2 with a prefetch of the tile just issued),
+      // so those do without.
       const KvStorage* ahead = nullptr;
-      if constexpr (L::kFp8Kv) {
+      if constexpr (L::kFp8Kv && L::kSlots == 2) {
         const int pos = it.kv_lo + (tile + kPrefetchTiles) * L::kTile + tid;
         if (tid < L::kTile && pos < it.kv_end) {
           const int page = p.kv_indices[it.page_begin + pos / Cfg::kPageSize];
@@ -289,13 +300,12 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
       trace.mark(g, 0);
       if (use > 0) mlj_mbarrier_wait(&empty_bar[slot], (use - 1) & 1);
       trace.mark(g, 1);
-      unsigned char* slot_base = ring + slot * L::kStageBytes;
+      unsigned char* slot_base = ring + slot * L::kSlotBytes;
       if constexpr (L::kFp8Kv) {
         // Raw rows, token-major: thread (token tid / 2, 16-byte chunks tid % 2, + 2, ...).
         const KvStorage* row = source[0];
-        unsigned char* dst = slot_base + L::kRawOffset;
         for (int c = tid % 2; c < L::kRawChunksPerRow; c += 2) {  // chunk c: block c / 4, 16 B piece c % 4
-          mlj_cp_async16(dst + (c / 4) * L::kBlockBytes + fp8_raw_offset(tid / 2, c % 4),
+          mlj_cp_async16(slot_base + (c / 4) * L::kRawBlockBytes + fp8_raw_offset(tid / 2, c % 4),
                          row != nullptr ? row + c * 16 : kv_base, row != nullptr ? 16 : 0);
         }
         mlj_cp_async_mbarrier_arrive(&full_bar[slot]);
@@ -345,11 +355,10 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   float* red = reinterpret_cast<float*>(shared + L::kRedOffset) + consumer * L::kRedFloats;
   float* stat = reinterpret_cast<float*>(shared + L::kStatOffset) + consumer * L::kStatFloats;  // [max][N], [sum][N]
   const float* stat1 = reinterpret_cast<const float*>(shared + L::kStatOffset) + L::kStatFloats;
-  float* handoff = reinterpret_cast<float*>(ring + L::kStageBytes);  // consumer 1's slot
   const unsigned int q_addr = mlj_smem_addr(q_s);
   const unsigned int p_addr = mlj_smem_addr(p_s);
-  const unsigned char* slot = ring + consumer * L::kStageBytes;
-  const unsigned int slot_addr = mlj_smem_addr(slot);
+  unsigned char* own_slot = ring + consumer * L::kSlotBytes;  // with 2 slots, every tile's
+  const unsigned int own_slot_addr = mlj_smem_addr(own_slot);
   const float logit_scale = p.sm_scale * p.q_scale * p.kv_scale;
   const TileTrace trace(trace_clock(), 1 + consumer);  // MLJ_TRACE only (decode/trace.cuh)
   typename OutType::storage* out_base = static_cast<typename OutType::storage*>(p.out);
@@ -363,6 +372,10 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
     // This item's tiles are g .. g + tiles - 1; consumer c takes those with g' % 2 == c.
     const int first = (g % 2 == consumer) ? 0 : 1;
     const bool consumer1_has_tiles = it.tiles > ((g % 2 == 1) ? 0 : 1);
+    // The slot of consumer 1's last tile of the item, which it keeps for the hand-off.
+    const int last1 = it.tiles - 1 - ((g + it.tiles - 1) % 2 == 1 ? 0 : 1);
+    const int kept_slot = L::kSlots == 2 ? 1 : (g + last1) % L::kSlots;
+    float* handoff = reinterpret_cast<float*>(ring + kept_slot * L::kSlotBytes);
 
     // red of consumer 0 (4 N >= 32 floats) is free while Q is staged.
     const float item_logit_scale =
@@ -388,9 +401,12 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       for (int j = 0; j < N / 2; ++j) acc[vb][j] = 0.0f;
 
     for (int tile = first; tile < it.tiles; tile += 2) {
-      const int use = (g + tile) / 2;
+      const int slot_index = L::kSlots == 2 ? consumer : (g + tile) % L::kSlots;
+      const int use = (g + tile) / L::kSlots;
+      const unsigned char* slot = L::kSlots == 2 ? own_slot : ring + slot_index * L::kSlotBytes;
+      const unsigned int slot_addr = L::kSlots == 2 ? own_slot_addr : mlj_smem_addr(slot);
       trace.mark(g + tile, 0);
-      mlj_mbarrier_wait(&full_bar[consumer], use & 1);
+      mlj_mbarrier_wait(&full_bar[slot_index], use & 1);
       mlj_fence_proxy_async();
       trace.mark(g + tile, 1);
       // Operand descriptors: one base each per tile plus constant offsets (address field, in
@@ -409,11 +425,11 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       if constexpr (L::kFp8Kv) {
         // A from registers, widened from the raw bytes, a block a commit group. (Loading the next
         // block's bytes, or a second group in flight, spills at 16 rows.)
-        const unsigned char* raw = slot + L::kRawOffset;
+        const unsigned char* raw = slot;
 #pragma unroll
         for (int b = 0; b < L::kQkBlocks; ++b) {
-          const Vec16 x0 = *reinterpret_cast<const Vec16*>(raw + b * L::kBlockBytes + fp8_raw_offset(16 * warp + lane / 4, lane % 4));
-          const Vec16 x1 = *reinterpret_cast<const Vec16*>(raw + b * L::kBlockBytes + fp8_raw_offset(16 * warp + lane / 4 + 8, lane % 4));
+          const Vec16 x0 = *reinterpret_cast<const Vec16*>(raw + b * L::kRawBlockBytes + fp8_raw_offset(16 * warp + lane / 4, lane % 4));
+          const Vec16 x1 = *reinterpret_cast<const Vec16*>(raw + b * L::kRawBlockBytes + fp8_raw_offset(16 * warp + lane / 4 + 8, lane % 4));
           unsigned int a[4][4];
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk) {
@@ -510,12 +526,12 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       const bool keep = consumer == 1 && tile + 2 >= it.tiles;
       if constexpr (L::kFp8Kv) {
         // A from registers: M blocks (2 q, 2 q + 1) x kVStepsPerGroup k-steps a commit group.
-        const unsigned char* raw = slot + L::kRawOffset;
+        const unsigned char* raw = slot;
         const int v_chunk = 2 * (warp % 2) + lane / 16;  // dword 8 (w % 2) + g of the block's row
         const int v_byte = 4 * ((lane / 4) % 4);
 #pragma unroll
         for (int q2 = 0; q2 < L::kVBlocks / 2; ++q2) {
-          const unsigned char* block = raw + (2 * q2 + warp / 2) * L::kBlockBytes + v_byte;
+          const unsigned char* block = raw + (2 * q2 + warp / 2) * L::kRawBlockBytes + v_byte;
 #pragma unroll
           for (int k0 = 0; k0 < 4; k0 += L::kVStepsPerGroup) {
             unsigned int a[L::kVStepsPerGroup][2][4];
@@ -540,7 +556,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
             mlj_wgmma_wait<1>();  // the previous group's registers are free
           }
         }
-        if (!keep) mlj_mbarrier_arrive(&empty_bar[consumer]);  // every raw byte is in registers
+        if (!keep) mlj_mbarrier_arrive(&empty_bar[slot_index]);  // every raw byte is in registers
         mlj_wgmma_wait<0>();
       } else {
         mlj_wgmma_fence();
@@ -560,7 +576,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       for (int vb = 0; vb < L::kVBlocks; ++vb)
 #pragma unroll
         for (int j = 0; j < N / 2; ++j) mlj_fence_operand(acc[vb][j]);
-      if (!L::kFp8Kv && !keep) mlj_mbarrier_arrive(&empty_bar[consumer]);
+      if (!L::kFp8Kv && !keep) mlj_mbarrier_arrive(&empty_bar[slot_index]);
     }
     g += it.tiles;
 
@@ -621,7 +637,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
         for (int j = 0; j < N / 2; ++j) {
           acc[vb][j] = acc[vb][j] * scale0[2 * (j / 4) + j % 2] + handoff[(vb * (N / 2) + j) * 128 + ct] * scale1[2 * (j / 4) + j % 2];
         }
-      mlj_mbarrier_arrive(&empty_bar[1]);  // consumer 1's kept slot is free again
+      mlj_mbarrier_arrive(&empty_bar[kept_slot]);  // consumer 1's kept slot is free again
     } else {
 #pragma unroll
       for (int vb = 0; vb < L::kVBlocks; ++vb)
@@ -682,6 +698,8 @@ struct WgmmaWideLayout {
   static constexpr int kQkBlocks = kQkDim / 64;
   static constexpr int kBlockBytes = kTile * 128;
   static constexpr int kStageBytes = kQkBlocks * kBlockBytes;
+  static constexpr int kSlots = kStages;  // the ring as wgmma_ring_setup / wgmma_produce see it
+  static constexpr int kSlotBytes = kStageBytes;
   static constexpr int kQBlockBytes = kRows * 128;
   static constexpr int kQOffset = kStages * kStageBytes;
   static constexpr int kBarrierOffset = kQOffset + kQkBlocks * kQBlockBytes;
@@ -990,10 +1008,10 @@ MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_cou
   static_assert(Cfg::kWarps == 12, "wgmma decode runs 3 warpgroups");
   static_assert(L::kTile == 64 && Cfg::kStages == L::kStages, "wgmma decode: 64-token tiles, 2 stages");
   static_assert(L::kQkDim % 64 == 0 && L::kVDim % 64 == 0, "wgmma decode needs qk_dim and v_dim multiples of 64");
-  static_assert(L::kVBlocks * (L::kRows / 2) * 128 * 4 <= L::kStageBytes, "the hand-off fits one ring slot");
+  static_assert(L::kHandoffBytes <= L::kSlotBytes && L::kSlots % 2 == 0, "the hand-off fits one ring slot; slots alternate consumers");
   static_assert(L::kFp8Kv || (sizeof(typename Cfg::QType::storage) == 2 && sizeof(typename Cfg::KvType::storage) == 2),
                 "wgmma decode: a 16-bit cache needs a 16-bit q");
-  static_assert(!L::kFp8Kv || L::kTile * 64 <= L::kBlockBytes - L::kRawOffset, "a raw fp8 block fits its block's upper half");
+  static_assert(!L::kFp8Kv || L::kQkBlocks * L::kRawBlockBytes <= L::kSlotBytes, "a raw fp8 tile fits a slot");
   static_assert(Cfg::kRope == RopeStyle::none, "wgmma decode: no fused RoPE");
   static_assert(L::kTotalBytes == Cfg::kSharedBytes, "host and kernel disagree on shared memory");
 
