@@ -16,6 +16,9 @@
 #              DC_NCU_KERNELS="S5 S3" times every kernel of those shapes' decode calls (grid and
 #              persistent paths) standalone under ncu, per-kernel averages (where the time goes
 #              between stage 1, the combine, the metadata kernel and the reduce);
+#              DC_TRACE="S7 S1" prints each shape's per-tile timeline (a -DMLJ_TRACE=1 build, 2
+#              splits, tools/trace_summary.py; DC_TRACE_ARGS: more bench flags) and keeps the
+#              raw lines in device.tar.gz;
 #              DC_ALT="bench args" A/B against a second tree: `device-alt/` (git-ignored; e.g.
 #              `git archive main | tar -x -C device-alt`, passed with carry: ["device-alt"]) is
 #              built while the gpu tier runs and, right after this tree's suite, timed with
@@ -127,6 +130,17 @@ for shape in ${DC_NCU_KERNELS:-}; do
     >"$logs/ncu_kernels_$shape.txt" 2>&1
   say "ncu per kernel, $shape (standalone, caches flushed by ncu; us: min max average):"
   grep -vE "==PROF==|^bench" "$logs/ncu_kernels_$shape.txt" | grep -E "mla_decode|gpu__time" | tee -a "$summary"
+done
+
+for shape in ${DC_TRACE:-}; do
+  # The per-tile timeline of CTA 0 (templates/decode/trace.cuh): a traced build of the kernels
+  # (its own cache entries), 2 splits so that the combine prints it, summarised by phase.
+  # shellcheck disable=SC2086  # DC_TRACE_ARGS is a list of flags
+  MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench --shape "$shape" \
+    --splits 2 --runs 1 --warmup 0 --no-roofline --persistent none --out-dir /tmp ${DC_TRACE_ARGS:-} 2>&1 |
+    grep mlj-trace >"$logs/trace_$shape.txt"
+  say "timeline $shape (--splits 2; SM cycles):"
+  python3 tools/trace_summary.py "$logs/trace_$shape.txt" | tee -a "$summary"
 done
 
 if [[ -n "${DC_TUNE_BUDGET:-}" ]]; then

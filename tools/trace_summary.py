@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Summarise the per-tile timeline of a wgmma decode kernel built with -DMLJ_TRACE=1.
+
+Reads `mlj-trace <role> tile <t>: e0 e1 e2 e3` lines (templates/decode/trace.cuh; SM cycles since
+each role started) from stdin or the files named, keeps the last complete print (a bench prints
+one per combine launch), and prints, per role, the median and mean of each phase over the tiles
+after the first two (warm-up), plus the first tile's events:
+  producer:  slot wait = e1 - e0, copies issued = e2 - e1, period = e0(next) - e0
+  consumer:  landing wait = e1 - e0, S = e2 - e1, softmax + P.V = e3 - e2, period = e0(next) - e0
+(wide tiles stamp other events on odd entries; see trace.cuh - their phases are printed the same
+way, by entry).
+"""
+import fileinput
+import re
+import statistics
+import sys
+
+LINE = re.compile(r"mlj-trace (\w+) tile (\d+): (-?\d+) (-?\d+) (-?\d+) (-?\d+)")
+PHASES = {
+    "producer0": ("slot wait", "copies issued", None),
+    "consumer0": ("landing wait", "S", "softmax + P.V"),
+    "consumer1": ("landing wait", "S", "softmax + P.V"),
+}
+
+
+def last_print(lines):
+    """The last complete print: a new one starts where a role's tile numbers go back."""
+    prints, current, seen = [], {}, {}
+    for line in lines:
+        m = LINE.search(line)
+        if not m:
+            continue
+        role, tile = m.group(1), int(m.group(2))
+        events = [int(m.group(i)) for i in range(3, 7)]
+        if tile <= seen.get(role, -1):
+            prints.append(current)
+            current, seen = {}, {}
+        current.setdefault(role, {})[tile] = events
+        seen[role] = tile
+    if current:
+        prints.append(current)
+    return prints[-1] if prints else {}
+
+
+def summarise(timeline, out=sys.stdout):
+    if not timeline:
+        out.write("no mlj-trace lines (build with MLAJIT_COMPILE_OPTIONS=-DMLJ_TRACE=1, 2+ splits)\n")
+        return 1
+    for role in sorted(timeline):
+        tiles = timeline[role]
+        order = sorted(tiles)
+        names = PHASES.get(role, ("e1 - e0", "e2 - e1", "e3 - e2"))
+        steady = order[2:] if len(order) > 3 else order
+        out.write(f"{role}: {len(order)} tiles; first tile events {tiles[order[0]]}\n")
+        for i, name in enumerate(names):
+            if name is None:
+                continue
+            values = [tiles[t][i + 1] - tiles[t][i] for t in steady]
+            out.write(f"  {name:>14}: median {statistics.median(values):8.0f}  mean {statistics.mean(values):8.0f} cycles\n")
+        periods = [tiles[b][0] - tiles[a][0] for a, b in zip(order, order[1:]) if a in steady]
+        if periods:
+            out.write(f"  {'period':>14}: median {statistics.median(periods):8.0f}  mean {statistics.mean(periods):8.0f} cycles"
+                      f" (tiles {steady[0]}..{steady[-1]})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(summarise(last_print(fileinput.input())))
