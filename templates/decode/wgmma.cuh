@@ -374,7 +374,7 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
     const bool consumer1_has_tiles = it.tiles > ((g % 2 == 1) ? 0 : 1);
     // The slot of consumer 1's last tile of the item, which it keeps for the hand-off.
     const int last1 = it.tiles - 1 - ((g + it.tiles - 1) % 2 == 1 ? 0 : 1);
-    const int kept_slot = L::kSlots == 2 ? 1 : (g + last1) % L::kSlots;
+    const int kept_slot = L::kSlots == 2 || !consumer1_has_tiles ? 1 : (g + last1) % L::kSlots;
     float* handoff = reinterpret_cast<float*>(ring + kept_slot * L::kSlotBytes);
 
     // red of consumer 0 (4 N >= 32 floats) is free while Q is staged.
