@@ -22,6 +22,7 @@ constexpr EnvironmentVariable k_variables[] = {
     {"MLAJIT_HIPRTC_LIBRARY", "path of the hipRTC library when it is separate from libamdhip64"},
     {"MLAJIT_LIBRARY", "path of libmlajit.so for the Python package (python/mlajit)"},
     {"MLAJIT_LOG", "1: print compile and cache events to stderr"},
+    {"MLAJIT_PERSISTENT_OVERHEAD", "persistent decode's scheduling cost of a work item beyond its KV, in 64-token blocks, 0..1024 (default 5, FlashMLA's; for developers sweeping the schedule)"},
     {"MLAJIT_TUNING_DIR", "directory of the user's tuning databases (<generation>.json, e.g. sm_90.json), overriding the shipped ones (default <cache root>/tuning)"},
 };
 }  // namespace

@@ -1,11 +1,13 @@
 // Persistent decode: plan, checks and parameter blocks.
 #include "runtime/persistent_plan.hpp"
 
+#include <charconv>
 #include <cstdint>
 #include <string>
 
 #include <fmt/format.h>
 
+#include "cache/environment.hpp"
 #include "codegen/error.hpp"
 #include "runtime/decode_params.hpp"
 #include "tuning/choose.hpp"
@@ -40,6 +42,18 @@ std::size_t partial_out_bytes(const PersistentPlan& plan) {
   return plan.layout.partial_rows(plan.shape.rows_per_item) * std::size_t(plan.spec.v_dim()) * sizeof(float);
 }
 
+// MLAJIT_PERSISTENT_OVERHEAD, or the default.
+int item_overhead_blocks(int fallback) {
+  const std::optional<std::string> text = read_environment("MLAJIT_PERSISTENT_OVERHEAD");
+  if (!text) return fallback;
+  int value = -1;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || end != text->data() + text->size() || value < 0 || value > 1024) {
+    throw_invalid("MLAJIT_PERSISTENT_OVERHEAD", "must be an integer in [0, 1024] (KV blocks of 64 tokens)", *text);
+  }
+  return value;
+}
+
 }  // namespace
 
 PersistentPlan plan_persistent(const DecodeArgs& args, const Target& target, int multiprocessors,
@@ -57,6 +71,7 @@ PersistentPlan plan_persistent(const DecodeArgs& args, const Target& target, int
   plan.shape.page_size = plan.spec.page_size;
   plan.shape.rows_per_item = plan.tile.heads_per_cta;
   plan.shape.workers = multiprocessors * decode_ctas_per_sm(plan.spec, plan.tile, target);
+  plan.shape.overhead = item_overhead_blocks(plan.shape.overhead);
   plan.layout = persistent_layout(plan.shape);
   plan.workspace_bytes =
       plan.layout.partial_rows(plan.shape.rows_per_item) * std::size_t(plan.spec.v_dim() + 1) * sizeof(float);

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "codegen/error.hpp"
@@ -245,6 +247,36 @@ TEST(PersistentCApi, SizesStructMatchesTheMetadataOrder) {
   EXPECT_EQ(offsetof(mlajit_persistent_metadata, work_meta_data), 0u);
   EXPECT_EQ(offsetof(mlajit_persistent_metadata, reduce_partial_map), 5 * sizeof(int32_t*));
   EXPECT_EQ(sizeof(mlajit_persistent_sizes::elements) / sizeof(int64_t), 6u);
+}
+
+}  // namespace
+}  // namespace mlajit
+
+namespace mlajit {
+namespace {
+
+// MLAJIT_PERSISTENT_OVERHEAD (developers): the item overhead of the schedule, validated.
+struct ScopedOverhead {
+  explicit ScopedOverhead(const char* value) { ::setenv("MLAJIT_PERSISTENT_OVERHEAD", value, 1); }
+  ~ScopedOverhead() { ::unsetenv("MLAJIT_PERSISTENT_OVERHEAD"); }
+};
+
+TEST(PersistentPlan, ItemOverheadComesFromTheEnvironmentWhenSet) {
+  EXPECT_EQ(plan_persistent(valid_args(), k_sm90, k_sms, std::nullopt).shape.overhead, 5);
+  {
+    ScopedOverhead env("12");
+    EXPECT_EQ(plan_persistent(valid_args(), k_sm90, k_sms, std::nullopt).shape.overhead, 12);
+  }
+  {
+    ScopedOverhead env("0");
+    EXPECT_EQ(plan_persistent(valid_args(), k_sm90, k_sms, std::nullopt).shape.overhead, 0);
+  }
+  for (const char* bad : {"-1", "1025", "5x", "five", " 5"}) {
+    ScopedOverhead env(bad);
+    EXPECT_EQ(rejected_argument([] { plan_persistent(valid_args(), k_sm90, k_sms, std::nullopt); }),
+              "MLAJIT_PERSISTENT_OVERHEAD")
+        << bad;
+  }
 }
 
 }  // namespace
