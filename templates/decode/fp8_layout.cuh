@@ -2,7 +2,7 @@
 // operand. Integer layout maps only, so the CPU tier checks them (tests/templates/).
 //
 // The producer lands token row t of raw column block b (64 B: four 16-byte chunks) at
-// kRawOffset + 64 t of block b, chunk c at position c ^ (t & 2): the swizzle that makes the
+// 64 t of block b (b kRawBlockBytes into the slot), chunk c at position c ^ (t & 2): the swizzle that makes the
 // V reads below free of bank conflicts. Consumer thread (warp w, lane: g = lane / 4, u = lane % 4):
 //   S^T = K Q^T: for block b it loads chunk u of tokens 16 w + g and + 8 (16 contiguous bytes each)
 //     and makes k-step i of the block from bytes 4 i .. 4 i + 3: the A fragment's columns 2 u + e

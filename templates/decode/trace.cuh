@@ -4,7 +4,7 @@
 // the split-K combine / persistent reduce of the same module prints it once stage 1 is done (so
 // run with at least 2 splits, e.g. `mlajit bench --splits 2`):
 //   mlj-trace producer0 tile <g>: <before the slot wait> <slot free> <copies issued> 0
-//   mlj-trace consumer<c> tile <t>: <before the wait> <tile landed (widened)> <S done> <P.V done>
+//   mlj-trace consumer<c> tile <t>: <before the wait> <tile landed> <S done> <P.V done>
 //   wide tiles (printed as consumer<c>), per tile pair: tile <first of the pair>: <before the wait
 //   for its own tile> <own tile landed> <S done> <P.V of both tiles done>; tile <first + 1>:
 //   <row maxima exchanged> <P written> <both P written> <the other tile landed>

@@ -2,13 +2,15 @@
 //
 // One CTA = kRows = N query rows (token x head, flattened; N in {8, 16, 24, 32}) x one request x
 // one KV range (grid split or persistent item, decode/work.cuh), 3 warpgroups:
-//   producer (warpgroup 0): streams 64-token KV tiles into a 2-slot ring with cp.async (any page
-//     size: every token's row address comes from the page table), writing each tile as
-//     qk_dim / 64 column blocks of [64 tokens][128 B] in the 128-byte swizzled layout wgmma
-//     reads; a slot's "full" mbarrier completes when the copies have landed
-//     (cp.async.mbarrier.arrive), its "empty" mbarrier when its consumer is done with it.
-//   consumers (warpgroups 1, 2): consumer c takes tiles c, c + 2, ... (slot c), with its own
-//     running max / sum and output accumulators; the two merge at the end.
+//   producer (warpgroup 0): streams 64-token KV tiles into a ring of kSlots slots with cp.async
+//     (any page size: every token's row address comes from the page table), writing a 16-bit
+//     tile as qk_dim / 64 column blocks of [64 tokens][128 B] in the 128-byte swizzled layout
+//     wgmma reads (2 slots), an fp8 tile raw (4 slots at 16 rows or fewer, else 2); a slot's
+//     "full" mbarrier completes when the copies have landed (cp.async.mbarrier.arrive), its
+//     "empty" mbarrier when its consumer is done with it.
+//   consumers (warpgroups 1, 2): consumer c takes tiles c, c + 2, ... (tile g in slot
+//     g % kSlots), with its own running max / sum and output accumulators; the two merge at
+//     the end.
 // The math is transposed so that no M padding is wasted on few rows (wgmma's M is 64, N any
 // multiple of 8):
 //   S^T [64 tokens x N]    = K_tile [64 x qk] . Q^T       A = the KV tile (K-major), B = Q (K-major)
@@ -27,7 +29,7 @@
 // in fp16 (codegen's mma_dtype: e4m3 -> fp16 is one conversion a pair; a bf16 q is scaled into
 // fp16's range per item, wgmma_stage_q); no fused
 // RoPE (codegen keeps that on mma / portable). An fp8 tile lands raw in its slot, column block b
-// (64 tokens x 64 B) in the upper half of block b's 8 KiB, and its consumer reads the raw bytes
+// (64 tokens x 64 B) at b kRawBlockBytes, and its consumer reads the raw bytes
 // straight into wgmma's register A operand (RS form), widening them there (exactly): no widened
 // copy in shared memory, no barrier between landing and math ("fp8 tiles" below). An fp8 q is
 // widened while staged.
