@@ -8,7 +8,7 @@ after the first two (warm-up), plus the first tile's events:
   producer:  slot wait = e1 - e0, copies issued = e2 - e1, period = e0(next) - e0
   consumer:  landing wait = e1 - e0, S = e2 - e1, softmax + P.V = e3 - e2, period = e0(next) - e0
 (wide tiles stamp other events on odd entries; see trace.cuh - their phases are printed the same
-way, by entry).
+way, by entry), and the last print's spread of CTA start / end times (`mlj-trace ctas` lines).
 """
 import fileinput
 import re
@@ -23,10 +23,18 @@ PHASES = {
 }
 
 
+CTAS = re.compile(r"mlj-trace ctas .*")
+
+
 def last_print(lines):
-    """The last complete print: a new one starts where a role's tile numbers go back."""
-    prints, current, seen = [], {}, {}
+    """The last complete print (a new one starts where a role's tile numbers go back) and the
+    last three `ctas` lines."""
+    prints, current, seen, ctas = [], {}, {}, []
     for line in lines:
+        c = CTAS.search(line)
+        if c:
+            ctas = (ctas + [c.group(0)])[-3:]
+            continue
         m = LINE.search(line)
         if not m:
             continue
@@ -39,10 +47,13 @@ def last_print(lines):
         seen[role] = tile
     if current:
         prints.append(current)
-    return prints[-1] if prints else {}
+    return (prints[-1] if prints else {}), ctas
 
 
-def summarise(timeline, out=sys.stdout):
+def summarise(parsed, out=sys.stdout):
+    timeline, ctas = parsed
+    for line in ctas:
+        out.write(line + "\n")
     if not timeline:
         out.write("no mlj-trace lines (build with MLAJIT_COMPILE_OPTIONS=-DMLJ_TRACE=1, 2+ splits)\n")
         return 1

@@ -2,7 +2,8 @@
 // the producer and the consumers of CTA (0, 0, 0) record clock64() (SM cycles since the role
 // started) at their events for the CTA's first kTraceTiles tiles in a module-global buffer, and
 // the split-K combine / persistent reduce of the same module prints it once stage 1 is done (so
-// run with at least 2 splits, e.g. `mlajit bench --splits 2`):
+// run with at least 2 splits, e.g. `mlajit bench --splits 2`), followed by the spread of every
+// CTA's start and end (global timer, ns after the first start: min / mean / max):
 //   mlj-trace producer0 tile <g>: <before the slot wait> <slot free> <copies issued> 0
 //   mlj-trace consumer<c> tile <t>: <before the wait> <tile landed> <S done> <P.V done>
 //   wide tiles (printed as consumer<c>), per tile pair: tile <first of the pair>: <before the wait
@@ -31,6 +32,24 @@ struct TileTrace {
 };
 MLJ_DEVICE long long trace_clock() { return (long long)clock64(); }
 
+// Every CTA's start (its first thread) and end (its last role to finish) on the GPU's global
+// nanosecond timer, for the spread of start and finish times across the grid.
+constexpr int kTraceCtas = 8192;
+__device__ unsigned long long mlj_trace_cta_ns[kTraceCtas][2];
+MLJ_DEVICE unsigned long long trace_global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+MLJ_DEVICE int trace_cta_index() { return blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z); }
+MLJ_DEVICE void trace_cta_start() {
+  if (threadIdx.x == 0 && trace_cta_index() < kTraceCtas) mlj_trace_cta_ns[trace_cta_index()][0] = trace_global_ns();
+}
+// Called by each role's first thread when it is done.
+MLJ_DEVICE void trace_cta_end() {
+  if (threadIdx.x % 128 == 0 && trace_cta_index() < kTraceCtas) atomicMax(&mlj_trace_cta_ns[trace_cta_index()][1], trace_global_ns());
+}
+
 // One thread of the module's stage 2, after stage 1 has finished: print and clear.
 MLJ_DEVICE void trace_print_stage1() {
   if (blockIdx.x + blockIdx.y + blockIdx.z != 0 || threadIdx.x != 0) return;
@@ -44,6 +63,34 @@ MLJ_DEVICE void trace_print_stage1() {
       e[0] = e[1] = e[2] = e[3] = 0;
     }
   }
+  // The CTAs' start and end, in ns after the first start: min / mean / max of each, and of the
+  // durations.
+  unsigned long long first = ~0ull;
+  int ctas = 0;
+  for (int c = 0; c < kTraceCtas; ++c) {
+    if (mlj_trace_cta_ns[c][0] != 0) {
+      first = mlj_trace_cta_ns[c][0] < first ? mlj_trace_cta_ns[c][0] : first;
+      ++ctas;
+    }
+  }
+  if (ctas == 0) return;
+  double sum[3] = {0, 0, 0};
+  long long lo[3] = {1ll << 62, 1ll << 62, 1ll << 62}, hi[3] = {0, 0, 0};
+  for (int c = 0; c < kTraceCtas; ++c) {
+    unsigned long long* e = mlj_trace_cta_ns[c];
+    if (e[0] == 0) continue;
+    const long long v[3] = {(long long)(e[0] - first), (long long)(e[1] - first), (long long)(e[1] - e[0])};
+    for (int k = 0; k < 3; ++k) {
+      sum[k] += (double)v[k];
+      lo[k] = v[k] < lo[k] ? v[k] : lo[k];
+      hi[k] = v[k] > hi[k] ? v[k] : hi[k];
+    }
+    e[0] = e[1] = 0;
+  }
+  const char* what[3] = {"start", "end", "duration"};
+  for (int k = 0; k < 3; ++k) {
+    printf("mlj-trace ctas %d %s ns: min %lld mean %.0f max %lld\n", ctas, what[k], lo[k], sum[k] / ctas, hi[k]);
+  }
 }
 #else
 struct TileTrace {
@@ -51,6 +98,8 @@ struct TileTrace {
   MLJ_DEVICE void mark(int, int) const {}
 };
 MLJ_DEVICE long long trace_clock() { return 0; }
+MLJ_DEVICE void trace_cta_start() {}
+MLJ_DEVICE void trace_cta_end() {}
 MLJ_DEVICE void trace_print_stage1() {}
 #endif
 

@@ -1035,11 +1035,13 @@ MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_cou
 // The CTA over its items (item_at(i), 0 <= i < item_count): barriers, then the roles.
 template <class Cfg, class Items>
 MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Items item_at) {
+  trace_cta_start();  // MLJ_TRACE only (decode/trace.cuh)
   if constexpr (Cfg::kHeadsPerCta == 64) {
     decode_wgmma_wide_items<Cfg>(p, item_count, item_at);
   } else {
     decode_wgmma_narrow_items<Cfg>(p, item_count, item_at);
   }
+  trace_cta_end();
 }
 
 // Grid: x = group of kRows query rows, y = request, z = KV split; one item.
