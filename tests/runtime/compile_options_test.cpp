@@ -9,14 +9,10 @@
 
 #include "codegen/target.hpp"
 #include "runtime/backend.hpp"
+#include "tests/runtime/scoped_env.hpp"
 
 namespace mlajit {
 namespace {
-
-struct ScopedEnv {
-  explicit ScopedEnv(const char* value) { ::setenv("MLAJIT_COMPILE_OPTIONS", value, 1); }
-  ~ScopedEnv() { ::unsetenv("MLAJIT_COMPILE_OPTIONS"); }
-};
 
 TEST(CompileOptions, ExtraOptionsFollowTheDefaultsOnBothBackends) {
   ::unsetenv("MLAJIT_COMPILE_OPTIONS");
@@ -26,7 +22,7 @@ TEST(CompileOptions, ExtraOptionsFollowTheDefaultsOnBothBackends) {
   const std::vector<std::string> hip_default = runtime::backend(Backend::hip).compile_options(hip);
   EXPECT_TRUE(runtime::extra_compile_options().empty());
   {
-    ScopedEnv env("  -DMLJ_TRACE=1   -lineinfo ");
+    ScopedEnv env("MLAJIT_COMPILE_OPTIONS", "  -DMLJ_TRACE=1   -lineinfo ");
     EXPECT_EQ(runtime::extra_compile_options(), (std::vector<std::string>{"-DMLJ_TRACE=1", "-lineinfo"}));
     for (const auto& [kind, target, defaults] :
          {std::tuple{Backend::cuda, cuda, cuda_default}, std::tuple{Backend::hip, hip, hip_default}}) {

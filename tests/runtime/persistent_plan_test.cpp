@@ -11,6 +11,7 @@
 #include "codegen/error.hpp"
 #include "mlajit/mlajit.h"
 #include "runtime/persistent_plan.hpp"
+#include "tests/runtime/scoped_env.hpp"
 #include "tuning/choose.hpp"
 
 namespace mlajit {
@@ -256,9 +257,8 @@ namespace mlajit {
 namespace {
 
 // MLAJIT_PERSISTENT_OVERHEAD (developers): the item overhead of the schedule, validated.
-struct ScopedOverhead {
-  explicit ScopedOverhead(const char* value) { ::setenv("MLAJIT_PERSISTENT_OVERHEAD", value, 1); }
-  ~ScopedOverhead() { ::unsetenv("MLAJIT_PERSISTENT_OVERHEAD"); }
+struct ScopedOverhead : ScopedEnv {
+  explicit ScopedOverhead(const char* value) : ScopedEnv("MLAJIT_PERSISTENT_OVERHEAD", value) {}
 };
 
 TEST(PersistentPlan, ItemOverheadComesFromTheEnvironmentWhenSet) {
