@@ -71,7 +71,7 @@ struct WgmmaDecodeLayout {
                                     : kHandoffBytes > kQkBlocks * kRawBlockBytes ? kHandoffBytes
                                                                                   : kQkBlocks * kRawBlockBytes;
   // fp8 cache: k16 steps of V^T . P^T a commit group covers (a thread's A registers: 8 a step,
-  // two groups in flight), fewer with the larger accumulators of 24 / 32 rows.
+  // two groups in flight).
   static constexpr int kVStepsPerGroup = 2;
   static constexpr int kQBlockBytes = kRows * 128;
   static constexpr int kQBytes = kQkBlocks * kQBlockBytes;
@@ -426,7 +426,8 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       for (int j = 0; j < N / 2; ++j) s[j] = 0.0f;
       if constexpr (L::kFp8Kv) {
         // A from registers, widened from the raw bytes, a block a commit group. (Loading the next
-        // block's bytes, or a second group in flight, spills at 16 rows.)
+        // block's bytes, or a second group in flight, spills at 16 rows under these register
+        // budgets; branch fp8-st-pipe moves the budgets.)
         const unsigned char* raw = slot;
 #pragma unroll
         for (int b = 0; b < L::kQkBlocks; ++b) {
