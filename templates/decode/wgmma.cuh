@@ -428,11 +428,10 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
         // A from registers, widened from the raw bytes, a block a commit group. (Loading the next
         // block's bytes, or a second group in flight, spills at 16 rows under these register
         // budgets; branch fp8-st-pipe moves the budgets.)
-        const unsigned char* raw = slot;
 #pragma unroll
         for (int b = 0; b < L::kQkBlocks; ++b) {
-          const Vec16 x0 = *reinterpret_cast<const Vec16*>(raw + b * L::kRawBlockBytes + fp8_raw_offset(16 * warp + lane / 4, lane % 4));
-          const Vec16 x1 = *reinterpret_cast<const Vec16*>(raw + b * L::kRawBlockBytes + fp8_raw_offset(16 * warp + lane / 4 + 8, lane % 4));
+          const Vec16 x0 = *reinterpret_cast<const Vec16*>(slot + b * L::kRawBlockBytes + fp8_raw_offset(16 * warp + lane / 4, lane % 4));
+          const Vec16 x1 = *reinterpret_cast<const Vec16*>(slot + b * L::kRawBlockBytes + fp8_raw_offset(16 * warp + lane / 4 + 8, lane % 4));
           unsigned int a[4][4];
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk) {
@@ -529,12 +528,11 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
       const bool keep = consumer == 1 && tile + 2 >= it.tiles;
       if constexpr (L::kFp8Kv) {
         // A from registers: M blocks (2 q, 2 q + 1) x kVStepsPerGroup k-steps a commit group.
-        const unsigned char* raw = slot;
         const int v_chunk = 2 * (warp % 2) + lane / 16;  // dword 8 (w % 2) + g of the block's row
         const int v_byte = 4 * ((lane / 4) % 4);
 #pragma unroll
         for (int q2 = 0; q2 < L::kVBlocks / 2; ++q2) {
-          const unsigned char* block = raw + (2 * q2 + warp / 2) * L::kRawBlockBytes + v_byte;
+          const unsigned char* block = slot + (2 * q2 + warp / 2) * L::kRawBlockBytes + v_byte;
 #pragma unroll
           for (int k0 = 0; k0 < 4; k0 += L::kVStepsPerGroup) {
             unsigned int a[L::kVStepsPerGroup][2][4];
