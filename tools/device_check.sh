@@ -16,9 +16,11 @@
 #              DC_NCU_KERNELS="S5 S3" times every kernel of those shapes' decode calls (grid and
 #              persistent paths) standalone under ncu, per-kernel averages (where the time goes
 #              between stage 1, the combine, the metadata kernel and the reduce);
-#              DC_TRACE="S7 S1" prints each shape's per-tile timeline (a -DMLJ_TRACE=1 build, 2
-#              splits, tools/trace_summary.py; DC_TRACE_ARGS: more bench flags) and keeps the
+#              DC_TRACE="S7 S1 S3p" prints each shape's per-tile timeline (a -DMLJ_TRACE=1 build, 2
+#              splits; an id ending in p: the persistent path, tools/trace_summary.py; DC_TRACE_ARGS: more bench flags) and keeps the
 #              raw lines in device.tar.gz;
+#              DC_AFTER="commands" runs them (bash -c, 400 s) after the steps above, before the
+#              tuning sweep; the last 60 lines of their output land in summary.txt;
 #              DC_ALT="bench args" A/B against a second tree: `device-alt/` (git-ignored; e.g.
 #              `git archive main | tar -x -C device-alt`, passed with carry: ["device-alt"]) is
 #              built while the gpu tier runs and, right after this tree's suite, timed with
@@ -134,14 +136,26 @@ done
 
 for shape in ${DC_TRACE:-}; do
   # The per-tile timeline of CTA 0 (templates/decode/trace.cuh): a traced build of the kernels
-  # (its own cache entries), 2 splits so that the combine prints it, summarised by phase.
+  # (its own cache entries), 2 splits so that the combine prints it, summarised by phase. An id
+  # with a trailing p (S3p) traces the persistent path instead: the grid path runs unsplit (no
+  # combine, so nothing of it is printed) and the persistent path's second call prints the first's
+  # timeline, with the metadata / stage 1 / reduce boundaries.
+  if [[ $shape == *p ]]; then paths=(--shape "${shape%p}" --splits 1 --persistent "${shape%p}")
+  else paths=(--shape "$shape" --splits 2 --persistent none); fi
   # shellcheck disable=SC2086  # DC_TRACE_ARGS is a list of flags
-  MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench --shape "$shape" \
-    --splits 2 --runs 1 --warmup 0 --no-roofline --persistent none --out-dir /tmp ${DC_TRACE_ARGS:-} 2>&1 |
+  MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench "${paths[@]}" \
+    --runs 1 --warmup 0 --no-roofline --out-dir /tmp ${DC_TRACE_ARGS:-} 2>&1 |
     grep mlj-trace >"$logs/trace_$shape.txt"
-  say "timeline $shape (--splits 2; SM cycles):"
+  say "timeline $shape (${paths[*]}; SM cycles):"
   python3 tools/trace_summary.py "$logs/trace_$shape.txt" | tee -a "$summary"
 done
+
+if [[ -n "${DC_AFTER:-}" ]]; then
+  # Free-form commands (e.g. an environment sweep of `mlajit bench`), with build-device/ built.
+  say "DC_AFTER: ${DC_AFTER}"
+  timeout 400 bash -c "$DC_AFTER" >"$logs/after.txt" 2>&1
+  say "exit $?"; grep -v "^bench: " "$logs/after.txt" | tail -60 | tee -a "$summary"
+fi
 
 if [[ -n "${DC_TUNE_BUDGET:-}" ]]; then
   # shellcheck disable=SC2086  # DC_TUNE_ARGS is a list of flags, e.g. "--devices 0,1"

@@ -8,7 +8,8 @@ after the first two (warm-up), plus the first tile's events:
   producer:  slot wait = e1 - e0, copies issued = e2 - e1, period = e0(next) - e0
   consumer:  landing wait = e1 - e0, S = e2 - e1, softmax + P.V = e3 - e2, period = e0(next) - e0
 (wide tiles stamp other events on odd entries; see trace.cuh - their phases are printed the same
-way, by entry), and the last print's spread of CTA start / end times (`mlj-trace ctas` lines).
+way, by entry), the last print's spread of CTA start / end times (`mlj-trace ctas` lines) and, on
+the persistent path, its kernels' boundaries (`mlj-trace phases`).
 """
 import fileinput
 import re
@@ -23,17 +24,17 @@ PHASES = {
 }
 
 
-CTAS = re.compile(r"mlj-trace ctas .*")
+CTAS = re.compile(r"mlj-trace (ctas|phases) .*")
 
 
 def last_print(lines):
     """The last complete print (a new one starts where a role's tile numbers go back) and the
-    last three `ctas` lines."""
+    last four `ctas` / `phases` lines."""
     prints, current, seen, ctas = [], {}, {}, []
     for line in lines:
         c = CTAS.search(line)
         if c:
-            ctas = (ctas + [c.group(0)])[-3:]
+            ctas = (ctas + [c.group(0)])[-4:]
             continue
         m = LINE.search(line)
         if not m:

@@ -188,7 +188,7 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 // (t = b * groups + g). Waits for the previous grid (stage 1) itself, after the map reads.
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
-  trace_print_stage1();  // MLJ_TRACE only (decode/trace.cuh)
+  trace_phase_first(kPhaseReduceIn);  // MLJ_TRACE only (decode/trace.cuh)
   const int i = blockIdx.x;
   const int r = blockIdx.y;
   if (i >= layout.header[1]) return;  // the early exits are the CTA's as a whole
@@ -205,9 +205,11 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
   // grid launch (it calls launch_dependents after its own wait); so it is read while stage 1
   // finishes, and only the partials wait for stage 1.
   mlj_wait_for_previous_grid();
+  trace_phase_first(kPhaseReduceWaited);
   merge_partials<Cfg>(p.partial_out, p.partial_lse, n,
                       [=](int k) { return (long long)slots[k] * rows_per_item + r; }, p.out, p.lse,
                       (long long)q_begin * Cfg::kHeads + row);
+  trace_phase_block_last(kPhaseReduceOut);
 }
 
 }  // namespace mlj

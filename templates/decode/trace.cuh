@@ -1,9 +1,10 @@
 // Per-tile timeline of the wgmma tiles, for developers: with MLAJIT_COMPILE_OPTIONS=-DMLJ_TRACE=1
 // the producer and the consumers of CTA (0, 0, 0) record clock64() (SM cycles since the role
 // started) at their events for the CTA's first kTraceTiles tiles in a module-global buffer, and
-// the split-K combine / persistent reduce of the same module prints it once stage 1 is done (so
-// run with at least 2 splits, e.g. `mlajit bench --splits 2`), followed by the spread of every
-// CTA's start and end (global timer, ns after the first start: min / mean / max):
+// the split-K combine of the same module prints it once stage 1 is done (so run with at least 2
+// splits, e.g. `mlajit bench --splits 2`); on the persistent path the next call's metadata kernel
+// prints the previous call's, with its kernels' boundaries (trace_print_phases). Then the spread
+// of every CTA's start and end (global timer, ns after the first start: min / mean / max):
 //   mlj-trace producer0 tile <g>: <before the slot wait> <slot free> <copies issued> 0
 //   mlj-trace consumer<c> tile <t>: <before the wait> <tile landed> <S done> <P.V done>
 //   wide tiles (printed as consumer<c>), per tile pair: tile <first of the pair>: <before the wait
@@ -14,6 +15,22 @@
 #pragma once
 
 namespace mlj {
+
+// The persistent path's kernel boundaries on the global timer (one module: metadata kernel, stage 1,
+// reduce): each kernel's first CTA in, its first CTA past the wait for the kernel before it, and
+// its last CTA out. The next call's metadata kernel prints them (trace_print_phases), so a bench
+// of n calls prints n - 1 timelines.
+enum TracePhase : int {
+  kPhaseMetadataIn,
+  kPhaseMetadataOut,
+  kPhaseStage1In,
+  kPhaseStage1Waited,
+  kPhaseStage1Out,
+  kPhaseReduceIn,
+  kPhaseReduceWaited,
+  kPhaseReduceOut,
+  kTracePhases,
+};
 
 #if defined(MLJ_TRACE)
 constexpr int kTraceTiles = 48;
@@ -32,22 +49,52 @@ struct TileTrace {
 };
 MLJ_DEVICE long long trace_clock() { return (long long)clock64(); }
 
-// Every CTA's start (its first thread) and end (its last role to finish) on the GPU's global
-// nanosecond timer, for the spread of start and finish times across the grid.
-constexpr int kTraceCtas = 8192;
-__device__ unsigned long long mlj_trace_cta_ns[kTraceCtas][2];
 MLJ_DEVICE unsigned long long trace_global_ns() {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
+
+__device__ unsigned long long mlj_trace_phase_ns[kTracePhases];
+MLJ_DEVICE void trace_phase_first(int phase) {
+  if (threadIdx.x == 0) atomicCAS(&mlj_trace_phase_ns[phase], 0ull, trace_global_ns());
+}
+MLJ_DEVICE void trace_phase_last(int phase) {
+  if (threadIdx.x == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
+}
+// Every CTA's start (its first thread) and end (its last role to finish) on the GPU's global
+// nanosecond timer, for the spread of start and finish times across the grid.
+constexpr int kTraceCtas = 8192;
+__device__ unsigned long long mlj_trace_cta_ns[kTraceCtas][2];
 MLJ_DEVICE int trace_cta_index() { return blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z); }
 MLJ_DEVICE void trace_cta_start() {
   if (threadIdx.x == 0 && trace_cta_index() < kTraceCtas) mlj_trace_cta_ns[trace_cta_index()][0] = trace_global_ns();
 }
 // Called by each role's first thread when it is done.
 MLJ_DEVICE void trace_cta_end() {
-  if (threadIdx.x % 128 == 0 && trace_cta_index() < kTraceCtas) atomicMax(&mlj_trace_cta_ns[trace_cta_index()][1], trace_global_ns());
+  if (threadIdx.x % 128 != 0) return;
+  const unsigned long long now = trace_global_ns();
+  if (trace_cta_index() < kTraceCtas) atomicMax(&mlj_trace_cta_ns[trace_cta_index()][1], now);
+  atomicMax(&mlj_trace_phase_ns[kPhaseStage1Out], now);
+}
+
+// The whole CTA is done (its other threads' writes too).
+MLJ_DEVICE void trace_phase_block_last(int phase) {
+  __syncthreads();
+  trace_phase_last(phase);
+}
+// The metadata kernel's first thread, first thing: the previous call's phases, in ns after its
+// metadata kernel started; then cleared.
+MLJ_DEVICE void trace_print_phases() {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  unsigned long long* e = mlj_trace_phase_ns;
+  if (e[kPhaseMetadataIn] != 0) {
+    long long v[kTracePhases];
+    for (int k = 0; k < kTracePhases; ++k) v[k] = e[k] == 0 ? -1 : (long long)(e[k] - e[kPhaseMetadataIn]);
+    printf("mlj-trace phases ns: metadata %lld %lld stage1 %lld %lld %lld reduce %lld %lld %lld\n", v[0], v[1], v[2],
+           v[3], v[4], v[5], v[6], v[7]);
+  }
+  for (int k = 0; k < kTracePhases; ++k) e[k] = 0;
 }
 
 // One thread of the module's stage 2, after stage 1 has finished: print and clear.
@@ -101,6 +148,10 @@ MLJ_DEVICE long long trace_clock() { return 0; }
 MLJ_DEVICE void trace_cta_start() {}
 MLJ_DEVICE void trace_cta_end() {}
 MLJ_DEVICE void trace_print_stage1() {}
+MLJ_DEVICE void trace_phase_first(int) {}
+MLJ_DEVICE void trace_phase_last(int) {}
+MLJ_DEVICE void trace_phase_block_last(int) {}
+MLJ_DEVICE void trace_print_phases() {}
 #endif
 
 }  // namespace mlj
