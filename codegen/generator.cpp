@@ -16,10 +16,10 @@ namespace {
 constexpr std::string_view k_config_template = "decode/config.cu.in";
 constexpr std::string_view k_stub_template = "decode/stub.cu.in";
 constexpr std::string_view k_persistent_template = "decode/persistent.cu.in";
-// decode/combine.cuh: 2 ways of 128 threads x 16 B over a 512-column row. The minimum CTAs per SM
-// in __launch_bounds__ lets ptxas give a thread its ~70 registers (8 loads of 16 B in flight);
-// without it ptxas (CUDA 13) allots 32, too few to keep those loads live. Changing either value
-// changes generated code but no template: bump kGeneratorVersion with it (cached kernels).
+// decode/combine.cuh: 8 warps a CTA (4 on AMD's 64-wide wavefronts), 1-8 a row. The minimum
+// CTAs per SM in __launch_bounds__ lets ptxas give a thread the registers for its loads in flight
+// (16 vectors of 16 B). Changing either value changes generated code
+// but no template: bump kGeneratorVersion with it (cached kernels).
 constexpr int k_combine_threads = 256;
 constexpr int k_combine_min_blocks = 2;
 constexpr int k_schedule_threads = 256;
@@ -34,6 +34,17 @@ std::vector<std::string> Source::entries() const {
     if (!e.empty()) names.push_back(e);
   }
   return names;
+}
+
+int Source::combine_ways(int partials) const {
+  int ways = 1;
+  while (ways < combine_warps && 4 * ways < partials) ways *= 2;
+  return ways;
+}
+
+unsigned Source::combine_ctas(int rows, int ways) const {
+  const int rows_per_cta = combine_warps / ways;
+  return unsigned((rows + rows_per_cta - 1) / rows_per_cta);
 }
 
 std::string Source::template_digest() const {
@@ -57,6 +68,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   source.stage1_threads = tile.warps * target.warp_size();
   source.stage1_shared_bytes = decode_shared_bytes(spec, tile);
   source.combine_threads = k_combine_threads;
+  source.combine_warps = k_combine_threads / target.warp_size();
   if (persistent) {
     source.schedule_entry = "mla_decode_schedule";
     source.schedule_threads = k_schedule_threads;

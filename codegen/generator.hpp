@@ -34,9 +34,15 @@ struct Source {
   int stage1_threads = 0;
   int stage1_shared_bytes = 0;      // dynamic shared memory of stage 1
   int combine_threads = 0;
+  int combine_warps = 0;            // warps of a combine / reduce CTA
   int schedule_threads = 0;
   int schedule_shared_bytes = 0;    // dynamic shared memory of the metadata kernel
 
+  // Warps that merge a row of `partials` split partials in the combine (decode/combine.cuh's
+  // merge_ways: about 4 partials a warp, a power of two up to the CTA's warps), and the combine's
+  // CTAs for `rows` such rows.
+  int combine_ways(int partials) const;
+  unsigned combine_ctas(int rows, int ways) const;
   // The non-empty entry names above.
   std::vector<std::string> entries() const;
   // "path=sha256;..." over the stub templates and every header: part of the kernel key.

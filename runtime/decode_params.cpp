@@ -74,7 +74,7 @@ MljDecodeParams decode_params(const DecodeArgs& a, const DecodePlan& plan) {
   return p;
 }
 
-MljCombineParams combine_params(const DecodeArgs& a, const DecodePlan& plan) {
+MljCombineParams combine_params(const DecodeArgs& a, const DecodePlan& plan, int ways) {
   const MljDecodeParams stage1 = decode_params(a, plan);
   MljCombineParams c{};
   c.partial_out = stage1.partial_out;
@@ -83,6 +83,7 @@ MljCombineParams combine_params(const DecodeArgs& a, const DecodePlan& plan) {
   c.lse = a.lse;
   c.total_q = a.total_q;
   c.num_splits = plan.tile.num_splits;
+  c.ways = ways;
   return c;
 }
 

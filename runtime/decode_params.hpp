@@ -15,7 +15,7 @@ std::size_t decode_workspace_bytes(const Spec& spec, int total_q, int num_splits
 runtime::Dim3 decode_stage1_grid(const Spec& spec, const TileConfig& tile, int batch);
 // Stage 1's parameters; partials go to args.workspace when plan.needs_combine.
 MljDecodeParams decode_params(const DecodeArgs& args, const DecodePlan& plan);
-// Stage 2's parameters (when plan.needs_combine), one CTA per (query token, head).
-MljCombineParams combine_params(const DecodeArgs& args, const DecodePlan& plan);
+// Stage 2's parameters (when plan.needs_combine): `ways` warps merge a row (Source::combine_ways).
+MljCombineParams combine_params(const DecodeArgs& args, const DecodePlan& plan, int ways);
 
 }  // namespace mlajit

@@ -184,10 +184,11 @@ void Engine::decode(const DecodeArgs& a, const std::optional<TileConfig>& tile) 
                          kernels.jit.source.stage1_shared_bytes, a.stream, stage1_args,
                          runtime::LaunchOrder::after_previous);
   if (plan.needs_combine) {
-    MljCombineParams c = combine_params(a, plan);
+    const Source& source = kernels.jit.source;
+    MljCombineParams c = combine_params(a, plan, source.combine_ways(plan.tile.num_splits));
     void* combine_args[] = {&c};
-    kernels.combine->launch(runtime::Dim3{unsigned(a.total_q * plan.spec.heads)},
-                            runtime::Dim3{unsigned(kernels.jit.source.combine_threads)}, 0, a.stream, combine_args,
+    kernels.combine->launch(runtime::Dim3{source.combine_ctas(a.total_q * plan.spec.heads, c.ways)},
+                            runtime::Dim3{unsigned(source.combine_threads)}, 0, a.stream, combine_args,
                             runtime::LaunchOrder::overlap_previous);
   }
 }
@@ -226,7 +227,8 @@ void Engine::persistent_decode(const DecodeArgs& a, const PersistentMetadata& me
                          source.stage1_shared_bytes, a.stream, args, runtime::LaunchOrder::overlap_previous);
   if (plan.layout.max_split_tiles > 0) {
     // Fixed grid (graph-safe): CTAs past this run's split tiles exit at once.
-    kernels.combine->launch(runtime::Dim3{unsigned(plan.layout.max_split_tiles), unsigned(plan.shape.rows_per_item)},
+    kernels.combine->launch(runtime::Dim3{unsigned(plan.layout.max_split_tiles),
+                                          unsigned(plan.shape.rows_per_item)},
                             runtime::Dim3{unsigned(source.combine_threads)}, 0, a.stream, args,
                             runtime::LaunchOrder::overlap_previous);
   }

@@ -36,6 +36,7 @@ struct MljCombineParams {
   float* lse;                    // [total_q, heads] or null
   int total_q;
   int num_splits;
+  int ways;  // warps that merge one row (decode/combine.cuh; mlajit::Source::combine_ways)
 };
 
 // Persistent-decode metadata (decode/schedule.cuh). Six int32 buffers (the caller's, or sections of

@@ -102,6 +102,23 @@ MLJ_DEVICE void schedule_scan3(int* s, int tid, int v[3], int total[3]) {
   mlj_barrier();  // s may be reused
 }
 
+// Block-wide exclusive max-scan of one int per thread in shared memory s[kThreads] (Hillis-Steele):
+// the largest v of the threads before this one (`none` for thread 0).
+template <int kThreads>
+MLJ_DEVICE int schedule_scan_max_exclusive(int* s, int tid, int v, int none) {
+  s[tid] = v;
+  mlj_barrier();
+  for (int offset = 1; offset < kThreads; offset *= 2) {
+    const int m = tid >= offset ? max_int(s[tid], s[tid - offset]) : s[tid];
+    mlj_barrier();
+    s[tid] = m;
+    mlj_barrier();
+  }
+  const int before = tid > 0 ? s[tid - 1] : none;
+  mlj_barrier();  // s may be reused
+  return before;
+}
+
 // One CTA of kThreads threads; dynamic shared memory: 3 * kThreads ints.
 template <int kThreads>
 MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
@@ -124,9 +141,11 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int total_cost = total[0];
   const int q = max_int(1, ceil_div(total_cost, workers));
 
-  // Pass 2: items, partial slots and split tiles before each segment.
+  // Pass 2: items, partial slots and split tiles before each segment, and the worker of the
+  // segment's last item (-1 without items).
   v[0] = v[1] = v[2] = 0;
   int pos = cost_base;
+  int last_worker = -1;
   for (int t = t0; t < t1; ++t) {
     const ScheduleTile tile = schedule_tile(p, groups, t);
     if (tile.valid) {
@@ -136,11 +155,16 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
         v[1] += pieces;
         v[2] += 1;
       }
+      last_worker = min_int(pos / q, workers - 1) + pieces - 1;
     }
     pos += tile.cost;
   }
+  const int items_here = v[0];
   schedule_scan3<kThreads>(s, tid, v, total);
   const int total_items = total[0];
+  // Workers are non-decreasing along the item list: the item before this segment's first is the
+  // last of the latest segment before it that has items, and its worker the largest before.
+  int previous_worker = schedule_scan_max_exclusive<kThreads>(s, tid, last_worker, -1);
 
   // Pass 3: emit.
   int item = v[0], slot = v[1], split = v[2];
@@ -166,33 +190,29 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
         it[kItemTile] = t;
         it[kItemPiece] = j;
         if (pieces > 1) p.reduce_partial_map[slot + j] = slot + j;
+        // work_indptr[x] = the first item whose worker is >= x: this one for the workers after the
+        // previous item's, up to its own.
+        for (int x = previous_worker + 1; x <= w; ++x) p.work_indptr[x] = item;
+        previous_worker = w;
         ++item;
       }
       if (pieces > 1) slot += pieces;
     }
     pos += tile.cost;
   }
+  // The workers after the last item's (all of them without items) start at the list's end.
+  if (items_here > 0 && v[0] == total_items - items_here) {
+    for (int x = previous_worker + 1; x <= workers; ++x) p.work_indptr[x] = total_items;
+  }
   if (tid == kThreads - 1) {
+    if (total_items == 0) {
+      for (int x = 0; x <= workers; ++x) p.work_indptr[x] = 0;
+    }
     p.reduce_indptr[tiles] = total[1];
     p.header[0] = total_items;
     p.header[1] = total[2];
     p.header[2] = total[1];
     p.header[3] = total_cost;
-  }
-  mlj_barrier();  // items are visible to the whole CTA
-
-  // work_indptr[w] = first item whose worker is >= w (workers are non-decreasing along the list).
-  for (int w = tid; w <= workers; w += kThreads) {
-    int lo = 0, hi = total_items;
-    while (lo < hi) {
-      const int mid = (lo + hi) / 2;
-      if (p.work_items[mid * kItemInts + kItemWorker] < w) {
-        lo = mid + 1;
-      } else {
-        hi = mid;
-      }
-    }
-    p.work_indptr[w] = lo;
   }
 }
 

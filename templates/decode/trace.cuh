@@ -56,11 +56,12 @@ MLJ_DEVICE unsigned long long trace_global_ns() {
 }
 
 __device__ unsigned long long mlj_trace_phase_ns[kTracePhases];
+// First: the CTA's first thread; last: each warp's first lane, for warps that end on their own.
 MLJ_DEVICE void trace_phase_first(int phase) {
   if (threadIdx.x == 0) atomicCAS(&mlj_trace_phase_ns[phase], 0ull, trace_global_ns());
 }
 MLJ_DEVICE void trace_phase_last(int phase) {
-  if (threadIdx.x == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
+  if (threadIdx.x % MLJ_WARP_SIZE == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
 }
 // Every CTA's start (its first thread) and end (its last role to finish) on the GPU's global
 // nanosecond timer, for the spread of start and finish times across the grid.
@@ -81,7 +82,7 @@ MLJ_DEVICE void trace_cta_end() {
 // The whole CTA is done (its other threads' writes too).
 MLJ_DEVICE void trace_phase_block_last(int phase) {
   __syncthreads();
-  trace_phase_last(phase);
+  if (threadIdx.x == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
 }
 // The metadata kernel's first thread, first thing: the previous call's phases, in ns after its
 // metadata kernel started; then cleared.

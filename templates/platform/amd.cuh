@@ -13,6 +13,7 @@ MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
 }
 MLJ_DEVICE void mlj_barrier() { __syncthreads(); }
 MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) { return __shfl_xor(v, lane_mask); }
+MLJ_DEVICE float mlj_shfl(float v, int src_lane) { return __shfl(v, src_lane); }
 MLJ_DEVICE float mlj_neg_inf() { return -__builtin_inff(); }
 MLJ_DEVICE float mlj_bits_to_float(unsigned int bits) { return __builtin_bit_cast(float, bits); }
 MLJ_DEVICE unsigned int mlj_float_to_bits(float v) { return __builtin_bit_cast(unsigned int, v); }

@@ -14,6 +14,7 @@ MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
 }
 MLJ_DEVICE void mlj_barrier() { __syncthreads(); }
 MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) { return __shfl_xor_sync(0xffffffffu, v, lane_mask); }
+MLJ_DEVICE float mlj_shfl(float v, int src_lane) { return __shfl_sync(0xffffffffu, v, src_lane); }
 MLJ_DEVICE float mlj_neg_inf() { return __int_as_float(0xff800000); }
 MLJ_DEVICE float mlj_bits_to_float(unsigned int bits) { return __uint_as_float(bits); }
 MLJ_DEVICE unsigned int mlj_float_to_bits(float v) { return __float_as_uint(v); }

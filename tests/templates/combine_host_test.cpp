@@ -1,10 +1,10 @@
 // CPU tier: the split-K combine (decode_combine) and the persistent reduce
 // (decode_persistent_reduce), run on the CPU through the fiber prelude on synthetic partials,
-// against a double-precision merge: 1 to 300 splits (more than a CTA's threads: merged chunk by
+// against a double-precision merge: 1 to 300 splits (more than a warp's lanes: merged chunk by
 // chunk), rows whose splits are all, some, or all but one empty (LSE -inf; their partial outputs
-// are NaN, which must not be read), LSEs 200 apart (weights that underflow), CTA shapes with one
-// or several split ways, idle threads and ragged rows (kv_lora_rank 512, 100, 130, 67, 16), fp32 /
-// bf16 / fp16 outputs, LSE written or not. The persistent reduce also gets a shuffled slot map,
+// are NaN, which must not be read), LSEs 200 apart (weights that underflow), CTAs of 2 to 8 warps
+// (a warp a row; warps past the last row), idle lanes and ragged rows (kv_lora_rank 512, 100, 130,
+// 67, 16), fp32 / bf16 / fp16 outputs, LSE written or not. The persistent reduce also gets a shuffled slot map,
 // CTAs past the run's split tiles and rows past a request's query rows, which must write nothing.
 #include <gtest/gtest.h>
 
@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "codegen/generator.hpp"
 #include "tests/templates/host_platform.hpp"
 // The kernel templates, as the generated stub includes them (after a platform prelude).
 #include "decode/combine.cuh"
@@ -120,14 +121,16 @@ void expect_row_merged(const OutputRows<Cfg>& got, long long row, const Merged& 
   }
 }
 
-// decode_combine over total_q = 2 tokens x 3 heads: one row of each pattern.
+// decode_combine over total_q = 2 tokens x 3 heads: one row of each pattern, merged by 1, 2, 4 ...
+// warps a row (p.ways; whatever Source::combine_ways would pick).
 template <class Cfg>
-void expect_combine_matches(int splits) {
+void expect_combine_matches(int splits, int ways) {
   constexpr int kVDim = Cfg::kKvLoraRank;
   const int total_q = 2;
   const int rows = total_q * Cfg::kHeads;
   const std::string what = "combine, " + std::to_string(Cfg::kCombineThreads) + " threads, v_dim " +
-                           std::to_string(kVDim) + ", " + std::to_string(splits) + " splits";
+                           std::to_string(kVDim) + ", " + std::to_string(splits) + " splits, " + std::to_string(ways) +
+                           " warps a row";
   std::mt19937 rng(splits * 7919 + kVDim);
   std::vector<float> partial_out(std::size_t(splits) * rows * kVDim), partial_lse(std::size_t(splits) * rows);
   auto partial_row = [&](int row) { return [=](int k) { return (long long)k * rows + row; }; };
@@ -141,7 +144,10 @@ void expect_combine_matches(int splits) {
   p.lse = Cfg::kWriteLse ? got.lse.data() : nullptr;
   p.total_q = total_q;
   p.num_splits = splits;
-  mlj_host::launch({unsigned(rows), 1, 1}, Cfg::kCombineThreads, 0, [&] { mlj::decode_combine<Cfg>(p); });
+  p.ways = ways;
+  const int rows_per_cta = mlj::kCombineWarps<Cfg> / ways;
+  mlj_host::launch({unsigned(mlj::ceil_div(rows, rows_per_cta)), 1, 1}, Cfg::kCombineThreads, 0,
+                   [&] { mlj::decode_combine<Cfg>(p); });
 
   for (int row = 0; row < rows; ++row) {
     expect_row_merged(got, row, merge_reference(partial_out, partial_lse, kVDim, splits, partial_row(row)), what);
@@ -153,38 +159,44 @@ void expect_combine_matches(int splits) {
 
 template <class Cfg>
 void expect_combine_matches(std::initializer_list<int> split_counts) {
-  for (int splits : split_counts) expect_combine_matches<Cfg>(splits);
+  for (int splits : split_counts) {
+    for (int ways = 1; ways <= mlj::kCombineWarps<Cfg>; ways *= 2) expect_combine_matches<Cfg>(splits, ways);
+  }
 }
 
 TEST(CombineOnHost, GeneratorShapeOneToThreeHundredSplits) {
-  // 256 threads over 512 columns: two ways of 128 x 16 B; 300 splits take two chunks.
-  expect_combine_matches<MergeCfg<256, 512>>({1, 2, 3, 64, 200, 300});
+  // 8 warps a CTA (6 rows: 2 warps idle), 128 vectors of 4 a row: 4 a lane; 300 splits take 10
+  // chunks of 32.
+  expect_combine_matches<MergeCfg<256, 512>>({1, 2, 3, 32, 33, 64, 200, 300});
 }
 
-TEST(CombineOnHost, OneWayBf16Output) { expect_combine_matches<MergeCfg<128, 512, mlj::bf16>>({2, 64, 200}); }
+TEST(CombineOnHost, FourWarpsBf16Output) { expect_combine_matches<MergeCfg<128, 512, mlj::bf16>>({2, 64, 200}); }
 
-TEST(CombineOnHost, RaggedColumnsOverThreads) {
-  // 128 vectors of 4 over 96 threads: two vectors for some threads, one for others; 3 chunks.
-  expect_combine_matches<MergeCfg<96, 512>>({3, 200});
+TEST(CombineOnHost, OneWarpACta) {
+  // 6 rows over CTAs of 1 warp: 6 CTAs, every split in one warp.
+  expect_combine_matches<MergeCfg<32, 512>>({3, 200});
 }
 
-TEST(CombineOnHost, SeveralWaysWithIdleThreads) {
-  // 25 vectors per row: 2 ways of 25 threads, 14 threads idle; 200 splits in 4 chunks.
+TEST(CombineOnHost, IdleLanes) {
+  // 25 vectors a row: lanes 25-31 load nothing; CTAs of 2 warps.
   expect_combine_matches<MergeCfg<64, 100>>({1, 64, 200});
 }
 
-TEST(CombineOnHost, TinyRowsCapTheWaysAtEight) {
-  // 4 vectors per row: 8 ways of 4 threads (the cap), 224 threads idle in the column phase.
+TEST(CombineOnHost, TinyRows) {
+  // 4 vectors a row: 28 lanes load nothing.
   expect_combine_matches<MergeCfg<256, 16>>({5, 300});
 }
 
-TEST(CombineOnHost, PairsFp16OutputWithoutLse) { expect_combine_matches<MergeCfg<128, 130, mlj::fp16, false>>({3, 200}); }
+TEST(CombineOnHost, PairsFp16OutputWithoutLse) {
+  // 65 vectors of 2: lane 0 has a third, the others two.
+  expect_combine_matches<MergeCfg<128, 130, mlj::fp16, false>>({3, 200});
+}
 
 TEST(CombineOnHost, ScalarColumnsRagged) { expect_combine_matches<MergeCfg<64, 67>>({64, 200}); }
 
 // decode_persistent_reduce on a hand-built layout: 3 requests (2, 0 and 3 query tokens of 3
-// heads), 4 rows per item, s_q 3 (3 row groups per request); four split tiles of 200, 3, 1 and 64
-// slots, the slots shuffled over the workspace; the grid has two CTAs past them.
+// heads), 4 rows per item, s_q 3 (3 row groups per request); six split tiles of 200, 7, 3, 1, 13
+// and 64 slots, the slots shuffled over the workspace; the grid has two CTAs past them.
 template <class Cfg>
 void expect_persistent_reduce_matches() {
   constexpr int kVDim = Cfg::kKvLoraRank;
@@ -196,8 +208,11 @@ void expect_persistent_reduce_matches() {
   struct SplitTile {
     int tile, slots;
   };
-  // Tile 1 holds rows 4..7 of a 6-row request and tile 8 row 8 of a 9-row one: the others exit.
-  const std::vector<SplitTile> split = {{0, 200}, {1, 3}, {6, 1}, {8, 64}};
+  // Tile 1 holds rows 4..7 of a 6-row request, tile 2 rows 8..11 of it (none) and tile 8 row 8 of
+  // a 9-row one: the others exit.
+  // Slot counts pick 8, 2, 1, 1, 4 and 8 warps a row (merge_ways); tile 2 (3 slots) is past
+  // request 0's rows.
+  const std::vector<SplitTile> split = {{0, 200}, {1, 7}, {2, 3}, {6, 1}, {7, 13}, {8, 64}};
   const int max_split_tiles = int(split.size()) + 2;
 
   std::vector<int> reduce_indptr(tiles + 1, 0), reduce_tiles(max_split_tiles, 0x7f7f7f7f);
@@ -261,7 +276,25 @@ void expect_persistent_reduce_matches() {
 
 TEST(PersistentReduceOnHost, GeneratorShape) { expect_persistent_reduce_matches<MergeCfg<256, 512>>(); }
 
-TEST(PersistentReduceOnHost, SeveralWaysBf16Output) { expect_persistent_reduce_matches<MergeCfg<64, 100, mlj::bf16>>(); }
+TEST(PersistentReduceOnHost, TwoWarpsBf16Output) { expect_persistent_reduce_matches<MergeCfg<64, 100, mlj::bf16>>(); }
+
+// The grid combine's host side sizes its grid with Source::combine_ways; the reduce picks its
+// warps a row on the device with merge_ways: one rule.
+template <class Cfg>
+void expect_one_ways_rule() {
+  Source source;
+  source.combine_warps = mlj::kCombineWarps<Cfg>;
+  for (int n = 0; n <= 600; ++n) {
+    ASSERT_EQ(source.combine_ways(n), mlj::merge_ways<Cfg>(n)) << n << " partials, " << source.combine_warps << " warps";
+  }
+  EXPECT_EQ(source.combine_ways(31), std::min(8, source.combine_warps));
+  EXPECT_EQ(source.combine_ways(3), 1);
+}
+
+TEST(CombineWays, HostAndDeviceAgree) {
+  expect_one_ways_rule<MergeCfg<256, 512>>();
+  expect_one_ways_rule<MergeCfg<64, 100>>();
+}
 
 }  // namespace
 }  // namespace mlajit

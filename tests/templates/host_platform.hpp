@@ -151,14 +151,22 @@ MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
 MLJ_DEVICE void mlj_barrier() { mlj_host::arrive_and_wait(mlj_host::g_cta->barrier); }
 // The host runs grids one after another: the previous grid is always complete.
 MLJ_DEVICE void mlj_wait_for_previous_grid() {}
-MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) {
+// Every lane of the warp publishes v, then reads lane `source(lane)`'s.
+template <class Source>
+float mlj_host_shuffle(float v, Source source) {
   mlj_host::Cta& cta = *mlj_host::g_cta;
   const int tid = int(threadIdx.x), warp = tid / MLJ_WARP_SIZE, lane = tid % MLJ_WARP_SIZE;
   mlj_host::Barrier& b = cta.warp_barriers[warp];
   float* slots = &cta.lane_slots[(b.generation & 1) * cta.threads + warp * MLJ_WARP_SIZE];
   slots[lane] = v;
   mlj_host::arrive_and_wait(b);
-  return slots[lane ^ lane_mask];
+  return slots[source(lane) % MLJ_WARP_SIZE];
+}
+MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) {
+  return mlj_host_shuffle(v, [=](int lane) { return lane ^ lane_mask; });
+}
+MLJ_DEVICE float mlj_shfl(float v, int src_lane) {
+  return mlj_host_shuffle(v, [=](int) { return src_lane; });
 }
 MLJ_DEVICE float mlj_neg_inf() { return -INFINITY; }
 MLJ_DEVICE float mlj_bits_to_float(unsigned int bits) { return std::bit_cast<float>(bits); }

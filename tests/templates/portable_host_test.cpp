@@ -50,8 +50,10 @@ tools::DeviceRun run_on_host(const reference::DecodeProblem& p, int splits) {
   mlj_host::launch({grid.x, grid.y, grid.z}, Cfg::kWarps * MLJ_WARP_SIZE, decode_shared_bytes(plan.spec, plan.tile),
                    [&] { mlj::decode_stage1_portable<Cfg>(params); });
   if (plan.needs_combine) {
-    const MljCombineParams combine = combine_params(args, plan);
-    mlj_host::launch({unsigned(rows), 1, 1}, Cfg::kCombineThreads, 0, [&] { mlj::decode_combine<Cfg>(combine); });
+    const MljCombineParams combine = combine_params(args, plan, mlj::merge_ways<Cfg>(splits));
+    const int rows_per_cta = mlj::kCombineWarps<Cfg> / combine.ways;
+    mlj_host::launch({unsigned(mlj::ceil_div(int(rows), rows_per_cta)), 1, 1}, Cfg::kCombineThreads, 0,
+                     [&] { mlj::decode_combine<Cfg>(combine); });
   }
 
   outputs.read_into(run, s);

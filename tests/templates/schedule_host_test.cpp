@@ -254,6 +254,9 @@ TEST(PersistentSchedule, RaggedQueriesAndParameters) {
       }
     }
   }
+  // No request has a query token: no items; every worker's run is empty.
+  ScheduleShape shape{.batch = 300, .heads = 20, .s_q = 3, .page_size = 16, .rows_per_item = 16, .workers = 132};
+  check(shape, make_batch(lens, std::vector<int>(300, 0), 3, 16));
 }
 
 TEST(PersistentSchedule, FewWorkersAndThreadCounts) {
