@@ -18,10 +18,11 @@ constexpr std::string_view k_stub_template = "decode/stub.cu.in";
 constexpr std::string_view k_persistent_template = "decode/persistent.cu.in";
 // decode/combine.cuh: 8 warps a CTA (4 on AMD's 64-wide wavefronts), 1-8 a row. The minimum
 // CTAs per SM in __launch_bounds__ lets ptxas give a thread the registers for its loads in flight
-// (16 vectors of 16 B). Changing either value changes generated code
+// (8 vectors of 16 B) while three CTAs fit an SM (the persistent reduce's grid is mostly CTAs that
+// exit at once). Changing either value changes generated code
 // but no template: bump kGeneratorVersion with it (cached kernels).
 constexpr int k_combine_threads = 256;
-constexpr int k_combine_min_blocks = 2;
+constexpr int k_combine_min_blocks = 3;
 constexpr int k_schedule_threads = 256;
 
 std::string_view kernel_type(DType t) { return dtype_name(t); }
@@ -38,7 +39,7 @@ std::vector<std::string> Source::entries() const {
 
 int Source::combine_ways(int partials) const {
   int ways = 1;
-  while (ways < combine_warps && 4 * ways < partials) ways *= 2;
+  while (ways < combine_warps && 2 * ways < partials) ways *= 2;
   return ways;
 }
 
@@ -72,7 +73,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   if (persistent) {
     source.schedule_entry = "mla_decode_schedule";
     source.schedule_threads = k_schedule_threads;
-    source.schedule_shared_bytes = 3 * k_schedule_threads * int(sizeof(int));  // persistent_schedule's scan
+    source.schedule_shared_bytes = 4 * k_schedule_threads * int(sizeof(int));  // persistent_schedule's scan
   }
 
   const std::string platform = target.backend == Backend::cuda ? "nvidia" : "amd";

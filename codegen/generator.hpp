@@ -12,7 +12,7 @@
 namespace mlajit {
 
 // Bumped whenever generated code changes in a way the template hashes would not show.
-inline constexpr int kGeneratorVersion = 1;
+inline constexpr int kGeneratorVersion = 2;
 
 struct SourceHeader {
   std::string include_name;  // as written in #include "..."
@@ -39,7 +39,7 @@ struct Source {
   int schedule_shared_bytes = 0;    // dynamic shared memory of the metadata kernel
 
   // Warps that merge a row of `partials` split partials in the combine (decode/combine.cuh's
-  // merge_ways: about 4 partials a warp, a power of two up to the CTA's warps), and the combine's
+  // merge_ways: about 2 partials a warp, a power of two up to the CTA's warps), and the combine's
   // CTAs for `rows` such rows.
   int combine_ways(int partials) const;
   unsigned combine_ctas(int rows, int ways) const;

@@ -227,8 +227,7 @@ void Engine::persistent_decode(const DecodeArgs& a, const PersistentMetadata& me
                          source.stage1_shared_bytes, a.stream, args, runtime::LaunchOrder::overlap_previous);
   if (plan.layout.max_split_tiles > 0) {
     // Fixed grid (graph-safe): CTAs past this run's split tiles exit at once.
-    kernels.combine->launch(runtime::Dim3{unsigned(plan.layout.max_split_tiles),
-                                          unsigned(plan.shape.rows_per_item)},
+    kernels.combine->launch(runtime::Dim3{unsigned(plan.shape.rows_per_item), unsigned(plan.layout.max_split_tiles)},
                             runtime::Dim3{unsigned(source.combine_threads)}, 0, a.stream, args,
                             runtime::LaunchOrder::overlap_previous);
   }

@@ -17,13 +17,13 @@ struct alignas(4 * N) FloatVec {
 
 // How one warp covers a row of kVDim fp32 columns: vectors of kVec floats (16 bytes when kVDim
 // allows), lane l taking the row's vectors l, l + W, l + 2W, ... (W = MLJ_WARP_SIZE), and kUnroll
-// partials' loads in flight at a time (16 vectors a lane).
+// partials' loads in flight at a time (8 vectors a lane).
 template <int kVDim>
 struct RowShape {
   static constexpr int kVec = kVDim % 4 == 0 ? 4 : kVDim % 2 == 0 ? 2 : 1;
   static constexpr int kGroups = kVDim / kVec;  // vectors per row
   static constexpr int kPerLane = (kGroups + MLJ_WARP_SIZE - 1) / MLJ_WARP_SIZE;
-  static constexpr int kUnroll = kPerLane >= 16 ? 1 : 16 / kPerLane;
+  static constexpr int kUnroll = kPerLane >= 8 ? 1 : 8 / kPerLane;
 
   // The row's vector that is vector i of the lane; -1 past the row.
   static MLJ_DEVICE int vector(int lane, int i) {
@@ -37,12 +37,12 @@ template <class Cfg>
 constexpr int kCombineWarps = Cfg::kCombineThreads / MLJ_WARP_SIZE;
 
 // Warps that merge one row of n partials (a power of two, at most the CTA's warps): each takes
-// about 4 of them, whose loads are in flight at once. The grid combine's host side uses the same
+// about 2 of them, whose loads are in flight at once (at 512 columns). The grid combine's host side uses the same
 // rule (mlajit::Source::combine_ways) to size its grid and passes the result in.
 template <class Cfg>
 MLJ_DEVICE int merge_ways(int n) {
   int ways = 1;
-  while (ways < kCombineWarps<Cfg> && 4 * ways < n) ways *= 2;
+  while (ways < kCombineWarps<Cfg> && 2 * ways < n) ways *= 2;
   return ways;
 }
 
@@ -183,8 +183,9 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 }
 
 // Persistent decode, reduce (decode/schedule.cuh's design note). Fixed grid, graph-safe:
-// x = max_split_tiles (persistent_layout; launch nothing when it is 0), y = rows_per_item;
-// Cfg::kCombineThreads threads. CTA (i, y) exits when i >= header[1] (split tiles of this run),
+// x = rows_per_item, y = max_split_tiles (persistent_layout; launch nothing when it is 0), so the
+// CTAs of this run's split tiles are dispatched first; Cfg::kCombineThreads threads. CTA (y, i)
+// exits when i >= header[1] (split tiles of this run),
 // else takes split tile t = reduce_tiles[i], whose n partial slots are
 // reduce_partial_map[reduce_indptr[t] .. reduce_indptr[t+1]), and merges them (merge_partials,
 // as decode_combine merges splits, ways = merge_ways(n) warps a row) for rows
@@ -194,7 +195,7 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   trace_phase_first(kPhaseReduceIn);  // MLJ_TRACE only (decode/trace.cuh)
-  const int i = blockIdx.x;
+  const int i = blockIdx.y;
   if (i >= layout.header[1]) return;  // the CTA as a whole
   const int t = layout.reduce_tiles[i];
   const int* slots = layout.reduce_partial_map + layout.reduce_indptr[t];
@@ -202,8 +203,8 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
   const int ways = merge_ways<Cfg>(n);
   const int rows_per_cta = kCombineWarps<Cfg> / ways;
   const int rows_per_item = layout.rows_per_item;
-  if (int(blockIdx.y) * rows_per_cta >= rows_per_item) return;  // the CTA as a whole
-  const int r = int(blockIdx.y) * rows_per_cta + int(threadIdx.x) / MLJ_WARP_SIZE / ways;
+  if (int(blockIdx.x) * rows_per_cta >= rows_per_item) return;  // the CTA as a whole
+  const int r = int(blockIdx.x) * rows_per_cta + int(threadIdx.x) / MLJ_WARP_SIZE / ways;
   const int b = t / layout.groups;
   const int g = t - b * layout.groups;
   const int row = g * rows_per_item + r;

@@ -27,14 +27,14 @@
 // of each row as today. Slot -1: write o (+ LSE) directly, normalised. Otherwise write the
 // normalised fp32 partial and natural-log LSE of its R rows to partial slot s (rows s*R .. s*R+R-1
 // of a [max_partials * R, v_dim] fp32 workspace + [max_partials * R] LSE); an empty KV range gives
-// LSE = -inf. The reduce launches a fixed grid of max_split_tiles (x rows) CTAs, graph-safe: CTA i
-// exits when i >= header[1], else takes t = reduce_tiles[i], and for its rows merges the slots
-// reduce_partial_map[reduce_indptr[t] .. reduce_indptr[t+1]) exactly as decode_combine merges
-// splits (max LSE, exp-weighted sum), then writes o / LSE of tile t's rows
+// LSE = -inf. The reduce launches a fixed grid of (rows x max_split_tiles) CTAs, graph-safe: those
+// of split tile i exit when i >= header[1], else take t = reduce_tiles[i], and for their rows merge
+// the slots reduce_partial_map[reduce_indptr[t] .. reduce_indptr[t+1]) exactly as decode_combine
+// merges splits (max LSE, exp-weighted sum), then write o / LSE of tile t's rows
 // (request t / G, row group t % G). Slots are assigned in item order, so the map is the identity
 // today; it is kept (AITER's reduce_partial_map form) so slot recycling can change later.
 //
-// Launch: grid 1, kThreads threads (any count; 256 is plenty), 3 * kThreads * 4 bytes of dynamic
+// Launch: grid 1, kThreads threads (any count; 256 is plenty), 4 * kThreads * 4 bytes of dynamic
 // shared memory (mlajit::schedule_shared_bytes). Preconditions: workers >= 1, total cost < 2^31;
 // requests with more than s_q query tokens are clamped to s_q rows (the layout assumes s_q max).
 // Checked on the CPU against reference/persistent_schedule.cpp (tests/templates/schedule_host_test).
@@ -82,44 +82,30 @@ MLJ_DEVICE int schedule_pieces(int pos, int blocks, int q) {
   return blocks == 0 ? 1 : (pos + blocks - 1) / q - pos / q + 1;
 }
 
-// Block-wide inclusive scan of three ints per thread in shared memory s[3][kThreads]
-// (Hillis-Steele); returns each thread's exclusive prefix in v[], the totals in total[].
+// Block-wide scans of four ints per thread in shared memory s[4][kThreads] (Hillis-Steele): v[0..2]
+// become each thread's exclusive prefix sums (the totals in total[]), v[3] the largest v[3] of the
+// threads before it (-1 for thread 0).
 template <int kThreads>
-MLJ_DEVICE void schedule_scan3(int* s, int tid, int v[3], int total[3]) {
-  for (int k = 0; k < 3; ++k) s[k * kThreads + tid] = v[k];
+MLJ_DEVICE void schedule_scan(int* s, int tid, int v[4], int total[3]) {
+  for (int k = 0; k < 4; ++k) s[k * kThreads + tid] = v[k];
   mlj_barrier();
   for (int offset = 1; offset < kThreads; offset *= 2) {
-    int sum[3];
-    for (int k = 0; k < 3; ++k) sum[k] = s[k * kThreads + tid] + (tid >= offset ? s[k * kThreads + tid - offset] : 0);
+    int r[4];
+    for (int k = 0; k < 3; ++k) r[k] = s[k * kThreads + tid] + (tid >= offset ? s[k * kThreads + tid - offset] : 0);
+    r[3] = tid >= offset ? max_int(s[3 * kThreads + tid], s[3 * kThreads + tid - offset]) : s[3 * kThreads + tid];
     mlj_barrier();
-    for (int k = 0; k < 3; ++k) s[k * kThreads + tid] = sum[k];
+    for (int k = 0; k < 4; ++k) s[k * kThreads + tid] = r[k];
     mlj_barrier();
   }
   for (int k = 0; k < 3; ++k) {
     v[k] = s[k * kThreads + tid] - v[k];
     total[k] = s[k * kThreads + kThreads - 1];
   }
+  v[3] = tid > 0 ? s[3 * kThreads + tid - 1] : -1;
   mlj_barrier();  // s may be reused
 }
 
-// Block-wide exclusive max-scan of one int per thread in shared memory s[kThreads] (Hillis-Steele):
-// the largest v of the threads before this one (`none` for thread 0).
-template <int kThreads>
-MLJ_DEVICE int schedule_scan_max_exclusive(int* s, int tid, int v, int none) {
-  s[tid] = v;
-  mlj_barrier();
-  for (int offset = 1; offset < kThreads; offset *= 2) {
-    const int m = tid >= offset ? max_int(s[tid], s[tid - offset]) : s[tid];
-    mlj_barrier();
-    s[tid] = m;
-    mlj_barrier();
-  }
-  const int before = tid > 0 ? s[tid - 1] : none;
-  mlj_barrier();  // s may be reused
-  return before;
-}
-
-// One CTA of kThreads threads; dynamic shared memory: 3 * kThreads ints.
+// One CTA of kThreads threads; dynamic shared memory: 4 * kThreads ints.
 template <int kThreads>
 MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int tid = threadIdx.x;
@@ -133,10 +119,10 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int t1 = min_int(tiles, t0 + per_thread);
 
   // Pass 1: cost line.
-  int v[3] = {0, 0, 0};
+  int v[4] = {0, 0, 0, -1};
   int total[3];
   for (int t = t0; t < t1; ++t) v[0] += schedule_tile(p, groups, t).cost;
-  schedule_scan3<kThreads>(s, tid, v, total);
+  schedule_scan<kThreads>(s, tid, v, total);
   const int cost_base = v[0];
   const int total_cost = total[0];
   const int q = max_int(1, ceil_div(total_cost, workers));
@@ -144,8 +130,8 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   // Pass 2: items, partial slots and split tiles before each segment, and the worker of the
   // segment's last item (-1 without items).
   v[0] = v[1] = v[2] = 0;
+  v[3] = -1;
   int pos = cost_base;
-  int last_worker = -1;
   for (int t = t0; t < t1; ++t) {
     const ScheduleTile tile = schedule_tile(p, groups, t);
     if (tile.valid) {
@@ -155,16 +141,16 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
         v[1] += pieces;
         v[2] += 1;
       }
-      last_worker = min_int(pos / q, workers - 1) + pieces - 1;
+      v[3] = min_int(pos / q, workers - 1) + pieces - 1;
     }
     pos += tile.cost;
   }
   const int items_here = v[0];
-  schedule_scan3<kThreads>(s, tid, v, total);
+  schedule_scan<kThreads>(s, tid, v, total);
   const int total_items = total[0];
   // Workers are non-decreasing along the item list: the item before this segment's first is the
   // last of the latest segment before it that has items, and its worker the largest before.
-  int previous_worker = schedule_scan_max_exclusive<kThreads>(s, tid, last_worker, -1);
+  int previous_worker = v[3];
 
   // Pass 3: emit.
   int item = v[0], slot = v[1], split = v[2];

@@ -83,7 +83,7 @@ PersistentRun run_persistent(const reference::DecodeProblem& p, int workers, int
   mlj_host::launch({unsigned(workers), 1, 1}, Cfg::kWarps * MLJ_WARP_SIZE, decode_shared_bytes(plan.spec, plan.tile),
                    [&] { mlj::decode_persistent_portable<Cfg>(params, kernel_layout); });
   if (layout.max_split_tiles > 0) {
-    mlj_host::launch({unsigned(layout.max_split_tiles), unsigned(Cfg::kHeadsPerCta), 1}, Cfg::kCombineThreads, 0,
+    mlj_host::launch({unsigned(Cfg::kHeadsPerCta), unsigned(layout.max_split_tiles), 1}, Cfg::kCombineThreads, 0,
                      [&] { mlj::decode_persistent_reduce<Cfg>(params, kernel_layout); });
   }
 
