@@ -82,26 +82,58 @@ MLJ_DEVICE int schedule_pieces(int pos, int blocks, int q) {
   return blocks == 0 ? 1 : (pos + blocks - 1) / q - pos / q + 1;
 }
 
-// Block-wide scans of four ints per thread in shared memory s[4][kThreads] (Hillis-Steele): v[0..2]
-// become each thread's exclusive prefix sums (the totals in total[]), v[3] the largest v[3] of the
-// threads before it (-1 for thread 0).
+MLJ_DEVICE int shfl_int(int v, int src) { return (int)mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)v), src)); }
+
+// Inclusive scan of four ints across the warp (shuffles): x[0..2] summed, x[3] by max.
+MLJ_DEVICE void schedule_warp_scan(int x[4], int lane) {
+#pragma unroll
+  for (int offset = 1; offset < MLJ_WARP_SIZE; offset *= 2) {
+    const int src = lane >= offset ? lane - offset : lane;
+    int y[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) y[k] = shfl_int(x[k], src);
+    if (lane >= offset) {
+#pragma unroll
+      for (int k = 0; k < 3; ++k) x[k] += y[k];
+      x[3] = max_int(x[3], y[3]);
+    }
+  }
+}
+
+// Block-wide scans of four ints per thread: v[0..2] become each thread's exclusive prefix sums
+// (the totals in total[]), v[3] the largest v[3] of the threads before it (-1 for thread 0).
+// Within each warp by shuffles, then across the warps' totals (warp 0, shuffles again) through
+// shared memory s (8 * warps + 3 ints <= 4 * kThreads); three barriers.
 template <int kThreads>
 MLJ_DEVICE void schedule_scan(int* s, int tid, int v[4], int total[3]) {
-  for (int k = 0; k < 4; ++k) s[k * kThreads + tid] = v[k];
+  constexpr int kWarps = kThreads / MLJ_WARP_SIZE;
+  static_assert(kThreads % MLJ_WARP_SIZE == 0 && kWarps <= MLJ_WARP_SIZE, "schedule_scan: whole warps, at most a warp of them");
+  const int lane = tid % MLJ_WARP_SIZE;
+  const int warp = tid / MLJ_WARP_SIZE;
+  int x[4] = {v[0], v[1], v[2], v[3]};
+  schedule_warp_scan(x, lane);
+  const int previous_lane = shfl_int(x[3], lane > 0 ? lane - 1 : 0);
+  const int max_before_in_warp = lane > 0 ? previous_lane : -1;
+  if (lane == MLJ_WARP_SIZE - 1) {
+    for (int k = 0; k < 4; ++k) s[k * kWarps + warp] = x[k];
+  }
   mlj_barrier();
-  for (int offset = 1; offset < kThreads; offset *= 2) {
-    int r[4];
-    for (int k = 0; k < 3; ++k) r[k] = s[k * kThreads + tid] + (tid >= offset ? s[k * kThreads + tid - offset] : 0);
-    r[3] = tid >= offset ? max_int(s[3 * kThreads + tid], s[3 * kThreads + tid - offset]) : s[3 * kThreads + tid];
-    mlj_barrier();
-    for (int k = 0; k < 4; ++k) s[k * kThreads + tid] = r[k];
-    mlj_barrier();
+  if (warp == 0) {
+    int t[4];
+    for (int k = 0; k < 4; ++k) t[k] = lane < kWarps ? s[k * kWarps + lane] : (k < 3 ? 0 : -1);
+    schedule_warp_scan(t, lane);
+    for (int k = 0; k < 4; ++k) {
+      const int before = shfl_int(t[k], lane > 0 ? lane - 1 : 0);  // warps before warp `lane`
+      if (lane < kWarps) s[(4 + k) * kWarps + lane] = lane > 0 ? before : (k < 3 ? 0 : -1);
+      if (k < 3 && lane == kWarps - 1) s[8 * kWarps + k] = t[k];
+    }
   }
+  mlj_barrier();
   for (int k = 0; k < 3; ++k) {
-    v[k] = s[k * kThreads + tid] - v[k];
-    total[k] = s[k * kThreads + kThreads - 1];
+    v[k] = s[(4 + k) * kWarps + warp] + x[k] - v[k];
+    total[k] = s[8 * kWarps + k];
   }
-  v[3] = tid > 0 ? s[3 * kThreads + tid - 1] : -1;
+  v[3] = max_int(s[7 * kWarps + warp], max_before_in_warp);
   mlj_barrier();  // s may be reused
 }
 
