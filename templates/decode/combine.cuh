@@ -64,7 +64,8 @@ MLJ_DEVICE long long shfl_long(long long v, int src) {
 // sum_k exp(lse_k - m) (m = max_k lse_k) as Cfg::OutType and, when Cfg::kWriteLse,
 // lse[out_row] = m + log(sum). A row whose partials all have LSE -inf (or n == 0) gets 0 and LSE
 // -inf, reading no partial output. Partials of weight 0 are not read. Every warp of a row reads
-// all its LSEs (lane l: partials l, l + W, ...), then its own partials' rows, kUnroll at a time.
+// all its LSEs once (lane l: partials l, l + W, ...; it keeps the rows and LSEs of the first two,
+// handed to the other lanes by shuffles), then its own partials' rows, kUnroll at a time.
 // partial_out must be 16-byte aligned.
 template <class Cfg, class PartialRow>
 MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_lse, int n, PartialRow partial_row,
@@ -82,51 +83,64 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
   const int lane = int(threadIdx.x) % kWarp;
   const int warp = int(threadIdx.x) / kWarp;
   const int way = warp % ways;
+  // Lane l keeps the row and weight of partials l and l + W (the first 2W), read once; later
+  // ones are read where they are used.
+  long long held_row[2] = {0, 0};
+  float held_lse[2] = {mlj_neg_inf(), mlj_neg_inf()};
   float m = mlj_neg_inf(), sum = 0.0f;
   float acc[S::kPerLane][S::kVec] = {};
   if (active) {
-    for (int k = lane; k < n; k += kWarp) m = fmaxf(m, partial_lse[partial_row(k)]);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (lane + h * kWarp < n) {
+        held_row[h] = partial_row(lane + h * kWarp);
+        held_lse[h] = partial_lse[held_row[h]];
+      }
+    }
+    m = fmaxf(held_lse[0], held_lse[1]);
+    for (int k = lane + 2 * kWarp; k < n; k += kWarp) m = fmaxf(m, partial_lse[partial_row(k)]);
     m = warp_max(m);
   }
   const bool empty = m == mlj_neg_inf();  // uniform over the warp
   auto weight = [&](float l) { return empty ? 0.0f : mlj_exp2((l - m) * kLog2e); };
   if (active && !empty) {
-    for (int k = lane; k < n; k += kWarp) sum += weight(partial_lse[partial_row(k)]);
+    const float held_weight[2] = {weight(held_lse[0]), weight(held_lse[1])};
+    sum = held_weight[0] + held_weight[1];
+    for (int k = lane + 2 * kWarp; k < n; k += kWarp) sum += weight(partial_lse[partial_row(k)]);
     sum = warp_sum(sum);
-    // This warp's partials k = way + ways * j, W of them a chunk: lane l holds j = c + l's.
+    // This warp's partials k = way + ways * j, j < mine, kUnroll at a time.
     const int mine = (n - way + ways - 1) / ways;
-    for (int c = 0; c < mine; c += kWarp) {
-      long long my_row = 0;
-      float my_weight = 0.0f;
-      if (c + lane < mine) {
-        my_row = partial_row(way + ways * (c + lane));
-        my_weight = weight(partial_lse[my_row]);
-      }
-      const int count = min_int(mine - c, kWarp);
-      for (int j0 = 0; j0 < count; j0 += S::kUnroll) {
-        float w[S::kUnroll];
-        Vec v[S::kUnroll][S::kPerLane];
+    for (int j0 = 0; j0 < mine; j0 += S::kUnroll) {
+      float w[S::kUnroll];
+      Vec v[S::kUnroll][S::kPerLane];
 #pragma unroll
-        for (int u = 0; u < S::kUnroll; ++u) {
-          const int j = j0 + u;  // uniform over the warp
-          const float wj = mlj_shfl(my_weight, j % kWarp);
-          const long long r = shfl_long(my_row, j % kWarp);
-          w[u] = j < count ? wj : 0.0f;
-          const Vec* src = reinterpret_cast<const Vec*>(partial_out + r * kVDim);
-#pragma unroll
-          for (int i = 0; i < S::kPerLane; ++i) {
-            const int g = S::vector(lane, i);
-            v[u][i] = Vec{};
-            if (w[u] != 0.0f && g >= 0) v[u][i] = src[g];
-          }
+      for (int u = 0; u < S::kUnroll; ++u) {
+        const int k = way + ways * (j0 + u);  // uniform over the warp
+        long long r = 0;
+        w[u] = 0.0f;
+        if (k < 2 * kWarp) {  // held by lane k % W
+          const bool second = k >= kWarp;
+          r = shfl_long(second ? held_row[1] : held_row[0], k % kWarp);
+          w[u] = mlj_shfl(second ? held_weight[1] : held_weight[0], k % kWarp);
+          if (j0 + u >= mine) w[u] = 0.0f;
+        } else if (j0 + u < mine) {
+          r = partial_row(k);
+          w[u] = weight(partial_lse[r]);
         }
+        const Vec* src = reinterpret_cast<const Vec*>(partial_out + r * kVDim);
 #pragma unroll
-        for (int u = 0; u < S::kUnroll; ++u) {
+        for (int i = 0; i < S::kPerLane; ++i) {
+          const int g = S::vector(lane, i);
+          v[u][i] = Vec{};
+          if (w[u] != 0.0f && g >= 0) v[u][i] = src[g];
+        }
+      }
 #pragma unroll
-          for (int i = 0; i < S::kPerLane; ++i) {
+      for (int u = 0; u < S::kUnroll; ++u) {
 #pragma unroll
-            for (int e = 0; e < S::kVec; ++e) acc[i][e] = mlj_fma(w[u], v[u][i].v[e], acc[i][e]);
-          }
+        for (int i = 0; i < S::kPerLane; ++i) {
+#pragma unroll
+          for (int e = 0; e < S::kVec; ++e) acc[i][e] = mlj_fma(w[u], v[u][i].v[e], acc[i][e]);
         }
       }
     }
