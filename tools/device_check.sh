@@ -11,7 +11,9 @@
 #              DC_SKIP="tests bench pytest" skips those steps;
 #              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (30 s each) before the
 #              gpu tier, and skips the tier if one hangs (a new kernel's pipeline deadlock would
-#              otherwise cost every test its timeout);
+#              otherwise cost every test its timeout); keep their problems small: the float32
+#              reference runs on one CPU core, and heads 128 x s_q 3 x 6 requests x 3000 tokens
+#              already take over the 30 s (which then reads as a hang);
 #              DC_BENCH_EXTRA="args" runs a second `mlajit bench --no-roofline <args>` (e.g. a forced family);
 #              DC_NCU_KERNELS="S5 S3" times every kernel of those shapes' decode calls (grid and
 #              persistent paths) standalone under ncu, per-kernel averages (where the time goes
