@@ -111,13 +111,13 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"shared_bytes", std::to_string(source.stage1_shared_bytes)},
       {"stage1_header", stage1_header},
       {"combine_threads", std::to_string(source.combine_threads)},
+      {"combine_min_blocks", std::to_string(k_combine_min_blocks)},
   };
   std::map<std::string, std::string> values = {
       {"config", render(templates::file(k_config_template).text, config_values, k_config_template)},
       {"min_blocks", std::to_string(decode_ctas_per_sm(spec, tile, target))},
       {"threads", std::to_string(source.stage1_threads)},
       {"combine_threads", std::to_string(source.combine_threads)},
-      {"combine_min_blocks", std::to_string(k_combine_min_blocks)},
       {"stage1_entry", source.stage1_entry},
       {"combine_entry", source.combine_entry},
   };

@@ -15,15 +15,26 @@ struct alignas(4 * N) FloatVec {
   float v[N];
 };
 
+// Developers (MLAJIT_COMPILE_OPTIONS, e.g. -DMLJ_MERGE_LOADS=16 -DMLJ_COMBINE_MIN_BLOCKS=2):
+// vectors of 16 B a lane keeps in flight, and partials a warp takes before the persistent
+// reduce gives a row another warp (the grid combine's warps a row come from the host's
+// Source::combine_ways, which follows the default).
+#ifndef MLJ_MERGE_LOADS
+#define MLJ_MERGE_LOADS 8
+#endif
+#ifndef MLJ_MERGE_PARTIALS_PER_WARP
+#define MLJ_MERGE_PARTIALS_PER_WARP 2
+#endif
+
 // How one warp covers a row of kVDim fp32 columns: vectors of kVec floats (16 bytes when kVDim
 // allows), lane l taking the row's vectors l, l + W, l + 2W, ... (W = MLJ_WARP_SIZE), and kUnroll
-// partials' loads in flight at a time (8 vectors a lane).
+// partials' loads in flight at a time (MLJ_MERGE_LOADS vectors a lane).
 template <int kVDim>
 struct RowShape {
   static constexpr int kVec = kVDim % 4 == 0 ? 4 : kVDim % 2 == 0 ? 2 : 1;
   static constexpr int kGroups = kVDim / kVec;  // vectors per row
   static constexpr int kPerLane = (kGroups + MLJ_WARP_SIZE - 1) / MLJ_WARP_SIZE;
-  static constexpr int kUnroll = kPerLane >= 8 ? 1 : 8 / kPerLane;
+  static constexpr int kUnroll = kPerLane >= MLJ_MERGE_LOADS ? 1 : MLJ_MERGE_LOADS / kPerLane;
 
   // The row's vector that is vector i of the lane; -1 past the row.
   static MLJ_DEVICE int vector(int lane, int i) {
@@ -42,7 +53,7 @@ constexpr int kCombineWarps = Cfg::kCombineThreads / MLJ_WARP_SIZE;
 template <class Cfg>
 MLJ_DEVICE int merge_ways(int n) {
   int ways = 1;
-  while (ways < kCombineWarps<Cfg> && 2 * ways < n) ways *= 2;
+  while (ways < kCombineWarps<Cfg> && MLJ_MERGE_PARTIALS_PER_WARP * ways < n) ways *= 2;
   return ways;
 }
 

@@ -5,6 +5,12 @@
 #include "decode/mma.cuh"
 #include "decode/combine.cuh"
 
+// Developers: -DMLJ_COMBINE_MIN_BLOCKS=<n> through MLAJIT_COMPILE_OPTIONS (with MLJ_MERGE_LOADS /
+// MLJ_MERGE_PARTIALS_PER_WARP, decode/combine.cuh) times merge variants without a rebuild.
+#ifndef MLJ_COMBINE_MIN_BLOCKS
+#define MLJ_COMBINE_MIN_BLOCKS 3
+#endif
+
 struct MljDecodeConfig {
   using QType = mlj::bf16;
   using KvType = mlj::bf16;
@@ -31,7 +37,7 @@ MLJ_GLOBAL void __launch_bounds__(256, 1) mla_decode_stage1(const MljDecodeParam
   mlj::decode_stage1_mma<MljDecodeConfig>(p);
 }
 
-MLJ_GLOBAL void __launch_bounds__(256, 3) mla_decode_combine(const MljCombineParams p) {
+MLJ_GLOBAL void __launch_bounds__(256, MLJ_COMBINE_MIN_BLOCKS) mla_decode_combine(const MljCombineParams p) {
   mlj_wait_for_previous_grid();  // stage 1's partials are complete and visible
   mlj::decode_combine<MljDecodeConfig>(p);
 }
