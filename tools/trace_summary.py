@@ -9,7 +9,7 @@ after the first two (warm-up), plus the first tile's events:
   consumer:  landing wait = e1 - e0, S = e2 - e1, softmax + P.V = e3 - e2, period = e0(next) - e0
 (wide tiles stamp other events on odd entries; see trace.cuh - their phases are printed the same
 way, by entry), the last print's spread of CTA start / end times (`mlj-trace ctas` lines) and, on
-the persistent path, its kernels' boundaries (`mlj-trace phases`).
+the persistent path, its kernels' boundaries (`mlj-trace phases`, also as durations).
 """
 import fileinput
 import re
@@ -51,10 +51,34 @@ def last_print(lines):
     return (prints[-1] if prints else {}), ctas
 
 
+PHASE_LINE = re.compile(r"mlj-trace phases ns: metadata (-?\d+) (-?\d+) stage1 (-?\d+) (-?\d+) (-?\d+) "
+                        r"reduce (-?\d+) (-?\d+) (-?\d+)")
+
+
+def phase_durations(line):
+    """The persistent path's boundaries as durations in us: the metadata kernel, its hand-over to
+    stage 1 (end -> first CTA past its wait), stage 1 (past its wait -> last CTA out), the hand-over
+    to the reduce and the reduce (past its wait -> last out). None when absent (-1)."""
+    m = PHASE_LINE.search(line)
+    if not m:
+        return None
+    v = [int(x) for x in m.groups()]
+    md_in, md_out, s1_in, s1_waited, s1_out, r_in, r_waited, r_out = v
+    if min(md_out, s1_waited, s1_out) < 0:
+        return None
+    spans = [("metadata kernel", md_out - md_in), ("to stage 1", s1_waited - md_out), ("stage 1", s1_out - s1_waited)]
+    if min(r_waited, r_out) >= 0:
+        spans += [("to the reduce", r_waited - s1_out), ("reduce", r_out - r_waited)]
+    return spans
+
+
 def summarise(parsed, out=sys.stdout):
     timeline, ctas = parsed
     for line in ctas:
         out.write(line + "\n")
+        spans = phase_durations(line)
+        if spans:
+            out.write("  " + ", ".join(f"{name} {ns / 1000:.1f} us" for name, ns in spans) + "\n")
     if not timeline:
         out.write("no mlj-trace lines (build with MLAJIT_COMPILE_OPTIONS=-DMLJ_TRACE=1, 2+ splits)\n")
         return 1
