@@ -177,50 +177,91 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     }
     pos += tile.cost;
   }
-  const int items_here = v[0];
   schedule_scan<kThreads>(s, tid, v, total);
   const int total_items = total[0];
-  // Workers are non-decreasing along the item list: the item before this segment's first is the
-  // last of the latest segment before it that has items, and its worker the largest before.
-  int previous_worker = v[3];
 
-  // Pass 3: emit.
-  int item = v[0], slot = v[1], split = v[2];
-  pos = cost_base;
-  for (int t = t0; t < t1; ++t) {
-    const ScheduleTile tile = schedule_tile(p, groups, t);
-    p.reduce_indptr[t] = slot;
-    if (tile.valid) {
-      const int pieces = schedule_pieces(pos, tile.blocks, q);
-      const int first = min_int(pos / q, workers - 1);
-      if (pieces > 1) p.reduce_tiles[split++] = t;
-      for (int j = 0; j < pieces; ++j) {
-        const int w = first + j;
-        const int lo = max_int(pos, w * q) - pos;
-        const int hi = min_int(pos + tile.blocks, (w + 1) * q) - pos;
-        int* it = p.work_items + item * kItemInts;
-        it[kItemRequest] = t / groups;
-        it[kItemRowGroup] = t - (t / groups) * groups;
-        it[kItemKvBegin] = min_int(lo * p.kv_block, tile.kv_len);
-        it[kItemKvEnd] = min_int(hi * p.kv_block, tile.kv_len);
-        it[kItemPartial] = pieces > 1 ? slot + j : -1;
-        it[kItemWorker] = w;
-        it[kItemTile] = t;
-        it[kItemPiece] = j;
-        if (pieces > 1) p.reduce_partial_map[slot + j] = slot + j;
-        // work_indptr[x] = the first item whose worker is >= x: this one for the workers after the
-        // previous item's, up to its own.
-        for (int x = previous_worker + 1; x <= w; ++x) p.work_indptr[x] = item;
-        previous_worker = w;
-        ++item;
+  // Pass 3a: the segment's tiles (partial slots, split tiles), by its owner.
+  {
+    int slot = v[1], split = v[2];
+    pos = cost_base;
+    for (int t = t0; t < t1; ++t) {
+      const ScheduleTile tile = schedule_tile(p, groups, t);
+      p.reduce_indptr[t] = slot;
+      if (tile.valid) {
+        const int pieces = schedule_pieces(pos, tile.blocks, q);
+        if (pieces > 1) {
+          p.reduce_tiles[split++] = t;
+          slot += pieces;
+        }
       }
-      if (pieces > 1) slot += pieces;
+      pos += tile.cost;
     }
-    pos += tile.cost;
   }
-  // The workers after the last item's (all of them without items) start at the list's end.
-  if (items_here > 0 && v[0] == total_items - items_here) {
-    for (int x = previous_worker + 1; x <= workers; ++x) p.work_indptr[x] = total_items;
+
+  // Pass 3b: the items, an even share a thread (a request cut into many pieces is not left to
+  // one thread): thread tid emits items [i0, i1) of the list. It starts in the segment that holds
+  // i0 (a search over the segments' first items, kept in shared memory with their cost, slot
+  // and previous item's worker) and walks on across tiles and segments.
+  int* seg_item = s;
+  int* seg_pos = s + kThreads;
+  int* seg_slot = s + 2 * kThreads;
+  int* seg_worker = s + 3 * kThreads;  // the worker of the item before the segment's first
+  seg_item[tid] = v[0];
+  seg_pos[tid] = cost_base;
+  seg_slot[tid] = v[1];
+  seg_worker[tid] = v[3];
+  mlj_barrier();
+  const int share = ceil_div(total_items, kThreads);
+  const int i0 = min_int(total_items, tid * share);
+  const int i1 = min_int(total_items, i0 + share);
+  if (i0 < i1) {
+    int lo = 0, hi = kThreads;  // the first segment whose first item is past i0
+    while (lo < hi) {
+      const int mid = (lo + hi) / 2;
+      if (seg_item[mid] <= i0) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    const int seg = lo - 1;  // holds i0 (segments without items start where the next one does)
+    int t = seg * per_thread;
+    int item = seg_item[seg], slot = seg_slot[seg], previous_worker = seg_worker[seg];
+    pos = seg_pos[seg];
+    for (int i = i0; i < i1; ++t) {  // the tiles run on across segments: theirs are contiguous
+      const ScheduleTile tile = schedule_tile(p, groups, t);
+      if (tile.valid) {
+        const int pieces = schedule_pieces(pos, tile.blocks, q);
+        const int first = min_int(pos / q, workers - 1);
+        for (int j = i - item; j < pieces && item + j < i1; ++j) {
+          const int w = first + j;
+          const int lo_block = max_int(pos, w * q) - pos;
+          const int hi_block = min_int(pos + tile.blocks, (w + 1) * q) - pos;
+          int* it = p.work_items + (item + j) * kItemInts;
+          it[kItemRequest] = t / groups;
+          it[kItemRowGroup] = t - (t / groups) * groups;
+          it[kItemKvBegin] = min_int(lo_block * p.kv_block, tile.kv_len);
+          it[kItemKvEnd] = min_int(hi_block * p.kv_block, tile.kv_len);
+          it[kItemPartial] = pieces > 1 ? slot + j : -1;
+          it[kItemWorker] = w;
+          it[kItemTile] = t;
+          it[kItemPiece] = j;
+          if (pieces > 1) p.reduce_partial_map[slot + j] = slot + j;
+          // work_indptr[x] = the first item whose worker is >= x: this one for the workers after
+          // the previous item's, up to its own.
+          for (int x = (j > 0 ? w - 1 : previous_worker) + 1; x <= w; ++x) p.work_indptr[x] = item + j;
+          i = item + j + 1;
+        }
+        previous_worker = first + pieces - 1;
+        item += pieces;
+        if (pieces > 1) slot += pieces;
+      }
+      pos += tile.cost;
+    }
+    // The workers after the last item's (all of them without items) start at the list's end.
+    if (i1 == total_items) {
+      for (int x = previous_worker + 1; x <= workers; ++x) p.work_indptr[x] = total_items;
+    }
   }
   if (tid == kThreads - 1) {
     if (total_items == 0) {
