@@ -29,26 +29,36 @@ PersistentSchedule persistent_schedule(const ScheduleShape& shape, const std::ve
       if (valid) out.total_cost += blocks + shape.overhead;
     }
   }
-  const int share = std::max(1, (out.total_cost + shape.workers - 1) / shape.workers);
+  // Worker w's share of the cost line is [start(w), start(w + 1)): floor(w * total / workers), or
+  // one block each when there are fewer blocks than workers.
+  const long total = out.total_cost;
+  const int workers = shape.workers;
+  auto start = [&](long worker) { return total >= workers ? worker * total / workers : std::min(worker, total); };
 
-  // Worker `w` has filled the cost line up to `pos`; its share ends at (w + 1) * share.
+  // Worker `w` has filled the cost line up to `pos`.
   int w = 0;
   long pos = 0;
   auto advance_to = [&](int worker) { w = std::max(w, worker); };
+  auto owner = [&](long x) {  // the worker whose share holds x
+    if (x >= total) return total >= workers ? workers - 1 : int(std::min<long>(x, workers - 1));  // past the line
+    int k = 0;
+    while (start(k + 1) <= x) ++k;
+    return k;
+  };
   for (int t = 0; t < int(tiles.size()); ++t) {
     const Tile& tile = tiles[t];
     out.reduce_indptr.push_back(int(out.reduce_partial_map.size()));
     if (!tile.valid) continue;
     std::vector<std::array<int, 3>> pieces;  // worker, first block, end block
     if (tile.blocks == 0) {
-      advance_to(std::min<int>(int(pos / share), shape.workers - 1));
+      advance_to(owner(pos));
       pieces.push_back({w, 0, 0});
     } else {
       int done = 0;
       while (done < tile.blocks) {
-        advance_to(int((pos + done) / share));
-        const int room = int((long(w) + 1) * share - (pos + done));
-        const int take = std::min(room, tile.blocks - done);
+        advance_to(owner(pos + done));
+        const long room = w + 1 < workers ? start(w + 1) - (pos + done) : long(tile.blocks - done);
+        const int take = int(std::min<long>(room, tile.blocks - done));
         pieces.push_back({w, done, done + take});
         done += take;
       }

@@ -9,11 +9,12 @@
 // past a request's own query rows (qo_indptr diff < s_q) are idle and get no work. A tile costs
 // n + overhead with n = ceil(kv_len / kv_block) (FlashMLA: 64-token blocks, +5). On the line of
 // cumulative cost (tiles in id order; each tile's n blocks, then its overhead), worker w owns
-// [w*Q, (w+1)*Q), Q = ceil(total / workers): a tile's blocks are cut at multiples of Q into pieces
-// (work items), each owned by the worker holding its first block; a tile with no KV is one item of
-// its worker. So every worker's items are one contiguous run of the item list (work_indptr), the
-// KV cuts are kv_block-aligned, and a worker pays at most Q + overhead (the last item's overhead
-// may lie past its range). At most workers - 1 cuts exist: items <= tiles + workers - 1, split
+// [C(w), C(w+1)), C(w) = floor(w * total / workers) (shares of floor or ceil of total / workers
+// blocks; with fewer blocks than workers, C(w) = min(w, total): one block each): a tile's blocks
+// are cut at the C(w) into pieces (work items), each owned by the worker holding its first block;
+// a tile with no KV is one item of its worker. So every worker's items are one contiguous run of
+// the item list (work_indptr), the KV cuts are kv_block-aligned, and a worker pays at most
+// Q + overhead, Q = ceil(total / workers) (the last item's overhead may lie past its range). At most workers - 1 cuts exist: items <= tiles + workers - 1, split
 // tiles <= workers - 1, partial slots <= 2 * (workers - 1).
 //
 // Work item (8 int32, 32 bytes): [0] request, [1] row group, [2] kv_begin, [3] kv_end (tokens of
@@ -77,10 +78,21 @@ MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, int groups, in
   return tile;
 }
 
-// Pieces of a valid tile whose blocks start at `pos` on the cost line.
-MLJ_DEVICE int schedule_pieces(int pos, int blocks, int q) {
-  return blocks == 0 ? 1 : (pos + blocks - 1) / q - pos / q + 1;
-}
+// Where worker w's share of a cost line of `total` blocks starts (ScheduleShares: C(w) above), and
+// which worker's share holds position x.
+struct ScheduleShares {
+  int total;
+  int workers;
+  MLJ_DEVICE int start(int w) const {
+    return total >= workers ? (int)((long long)w * total / workers) : min_int(w, total);
+  }
+  MLJ_DEVICE int owner(int x) const {
+    const int w = total >= workers ? (int)((((long long)x + 1) * workers - 1) / total) : x;
+    return min_int(max_int(w, 0), workers - 1);
+  }
+  // Pieces of a valid tile whose blocks start at `pos`.
+  MLJ_DEVICE int pieces(int pos, int blocks) const { return blocks == 0 ? 1 : owner(pos + blocks - 1) - owner(pos) + 1; }
+};
 
 MLJ_DEVICE int shfl_int(int v, int src) { return (int)mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)v), src)); }
 
@@ -157,7 +169,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   schedule_scan<kThreads>(s, tid, v, total);
   const int cost_base = v[0];
   const int total_cost = total[0];
-  const int q = max_int(1, ceil_div(total_cost, workers));
+  const ScheduleShares shares{total_cost, workers};
 
   // Pass 2: items, partial slots and split tiles before each segment, and the worker of the
   // segment's last item (-1 without items).
@@ -167,13 +179,13 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   for (int t = t0; t < t1; ++t) {
     const ScheduleTile tile = schedule_tile(p, groups, t);
     if (tile.valid) {
-      const int pieces = schedule_pieces(pos, tile.blocks, q);
+      const int pieces = shares.pieces(pos, tile.blocks);
       v[0] += pieces;
       if (pieces > 1) {
         v[1] += pieces;
         v[2] += 1;
       }
-      v[3] = min_int(pos / q, workers - 1) + pieces - 1;
+      v[3] = shares.owner(pos) + pieces - 1;
     }
     pos += tile.cost;
   }
@@ -188,7 +200,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       const ScheduleTile tile = schedule_tile(p, groups, t);
       p.reduce_indptr[t] = slot;
       if (tile.valid) {
-        const int pieces = schedule_pieces(pos, tile.blocks, q);
+        const int pieces = shares.pieces(pos, tile.blocks);
         if (pieces > 1) {
           p.reduce_tiles[split++] = t;
           slot += pieces;
@@ -231,12 +243,12 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     for (int i = i0; i < i1; ++t) {  // the tiles run on across segments: theirs are contiguous
       const ScheduleTile tile = schedule_tile(p, groups, t);
       if (tile.valid) {
-        const int pieces = schedule_pieces(pos, tile.blocks, q);
-        const int first = min_int(pos / q, workers - 1);
+        const int pieces = shares.pieces(pos, tile.blocks);
+        const int first = shares.owner(pos);
         for (int j = i - item; j < pieces && item + j < i1; ++j) {
           const int w = first + j;
-          const int lo_block = max_int(pos, w * q) - pos;
-          const int hi_block = min_int(pos + tile.blocks, (w + 1) * q) - pos;
+          const int lo_block = max_int(pos, shares.start(w)) - pos;
+          const int hi_block = min_int(pos + tile.blocks, shares.start(w + 1)) - pos;
           int* it = p.work_items + (item + j) * kItemInts;
           it[kItemRequest] = t / groups;
           it[kItemRowGroup] = t - (t / groups) * groups;

@@ -288,5 +288,33 @@ TEST(PersistentSchedule, SplitsALongRequestAcrossWorkers) {
   EXPECT_GE(pieces_of_long, 100);
 }
 
+// Shares of floor or ceil of total / workers blocks: a cost line just longer than the workers
+// (133 blocks over 132) gives every worker a piece (ceil-sized shares of 2 blocks would leave 65
+// of them idle), and S3-like lines give the last worker a full share.
+TEST(PersistentSchedule, EveryWorkerGetsAnEvenShare) {
+  ScheduleShape shape{.batch = 1, .heads = 16, .s_q = 1, .page_size = 64, .rows_per_item = 16, .workers = 132,
+                      .overhead = 0};
+  const Batch one = make_batch({133 * 64}, {}, 1, 64);
+  check(shape, one);
+  const KernelRun run = run_kernel(shape, one);
+  ASSERT_EQ(run.items(), 132);
+  for (int i = 0; i < run.items(); ++i) {
+    const int blocks = (run.item(i)[mlj::kItemKvEnd] - run.item(i)[mlj::kItemKvBegin]) / 64;
+    EXPECT_TRUE(blocks == 1 || blocks == 2) << "item " << i << ": " << blocks << " blocks";
+    EXPECT_EQ(run.item(i)[mlj::kItemWorker], i);
+  }
+  shape = ScheduleShape{.batch = 64, .heads = 16, .s_q = 1, .page_size = 64, .rows_per_item = 16, .workers = 132};
+  const Batch ragged = make_batch(ragged_lens(64, 0), {}, 1, 64);
+  check(shape, ragged);
+  const KernelRun s3 = run_kernel(shape, ragged);
+  std::vector<long> cost(shape.workers, 0);
+  for (int i = 0; i < s3.items(); ++i) {
+    const int* it = s3.item(i);
+    cost[it[mlj::kItemWorker]] += (it[mlj::kItemKvEnd] - it[mlj::kItemKvBegin] + 63) / 64;
+  }
+  const long share = s3.total_cost() / shape.workers;
+  EXPECT_GE(cost.back() + shape.overhead, share - shape.overhead) << "the last worker's blocks";
+}
+
 }  // namespace
 }  // namespace mlajit
