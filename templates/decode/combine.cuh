@@ -1,5 +1,5 @@
-// MLA decode stage 2: merges the split partials of each (query token, head) by their LSE.
-// Grid: x = total_q * heads; all splits of a row were written by stage 1 (empty ones as 0 / -inf).
+// MLA decode stage 2: merges the split partials of each (query token, head) by their LSE, a warp
+// (or 2-8 warps) a row; all splits of a row were written by stage 1 (empty ones as 0 / -inf).
 // The persistent reduce merges the partial slots of a split tile the same way (merge_partials).
 #pragma once
 
