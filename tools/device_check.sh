@@ -9,7 +9,8 @@
 #              DC_NCU="S1 S2" profiles the stage-1 kernel of those suite shapes with ncu (DC_NCU_ARGS:
 #              more bench flags for those runs, e.g. "--family wgmma --heads-per-cta 64");
 #              DC_SKIP="tests bench pytest" skips those steps;
-#              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (30 s each) before the
+#              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (DC_VERIFY_TIMEOUT
+#              seconds each, default 30) before the
 #              gpu tier, and skips the tier if one hangs (a new kernel's pipeline deadlock would
 #              otherwise cost every test its timeout); keep their problems small: the float32
 #              reference runs on one CPU core, and heads 128 x s_q 3 x 6 requests x 3000 tokens
@@ -63,10 +64,16 @@ hung=0
 IFS=';' read -ra verify_runs <<<"${DC_VERIFY:-}"
 for args in "${verify_runs[@]}"; do
   [[ -z "${args// /}" ]] && continue
+  start=$SECONDS
   # shellcheck disable=SC2086  # each entry is a list of flags
-  timeout 30 build-device/mlajit verify $args >>"$logs/verify.txt" 2>&1
+  timeout "${DC_VERIFY_TIMEOUT:-30}" build-device/mlajit verify $args >"$logs/verify_one.txt" 2>&1
   rc=$?
-  say "verify$args: exit $rc $(tail -1 "$logs/verify.txt")"
+  cat "$logs/verify_one.txt" >>"$logs/verify.txt"
+  if [[ $rc -eq 124 ]]; then
+    say "verify$args: timed out after $((SECONDS - start)) s (a hang, or a float32 reference too slow for DC_VERIFY_TIMEOUT)"
+  else
+    say "verify$args: exit $rc in $((SECONDS - start)) s: $(tail -1 "$logs/verify_one.txt")"
+  fi
   [[ $rc -eq 124 ]] && hung=1
 done
 [[ $hung -eq 1 ]] && say "a verify run hung: gpu tier skipped"
