@@ -149,11 +149,13 @@ for shape in ${DC_TRACE:-}; do
   # with a trailing p (S3p) traces the persistent path instead: the grid path runs unsplit (no
   # combine, so nothing of it is printed) and the persistent path's second call prints the first's
   # timeline, with the metadata / stage 1 / reduce boundaries.
-  if [[ $shape == *p ]]; then paths=(--shape "${shape%p}" --splits 1 --persistent "${shape%p}")
-  else paths=(--shape "$shape" --splits 2 --persistent none); fi
+  # Two prints either way (2 timed calls on the persistent path, whose next call prints), so
+  # trace_summary can tell whether the same SMs are slow in both.
+  if [[ $shape == *p ]]; then paths=(--shape "${shape%p}" --splits 1 --persistent "${shape%p}" --runs 2)
+  else paths=(--shape "$shape" --splits 2 --persistent none --runs 1); fi
   # shellcheck disable=SC2086  # DC_TRACE_ARGS is a list of flags
   MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench "${paths[@]}" \
-    --runs 1 --warmup 0 --no-roofline --out-dir /tmp ${DC_TRACE_ARGS:-} 2>&1 |
+    --warmup 0 --no-roofline --out-dir /tmp ${DC_TRACE_ARGS:-} 2>&1 |
     grep mlj-trace >"$logs/trace_$shape.txt"
   say "timeline $shape (${paths[*]}; SM cycles):"
   python3 tools/trace_summary.py "$logs/trace_$shape.txt" | tee -a "$summary"
