@@ -57,14 +57,6 @@ MLJ_DEVICE int merge_ways(int n) {
   return ways;
 }
 
-// A long long from lane src of the warp (every lane calls it with the same src).
-MLJ_DEVICE long long shfl_long(long long v, int src) {
-  const unsigned long long u = (unsigned long long)v;
-  const unsigned int lo = mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)u), src));
-  const unsigned int hi = mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)(u >> 32)), src));
-  return (long long)(((unsigned long long)hi << 32) | lo);
-}
-
 // The one merge of split partials, for decode_combine and decode_persistent_reduce. A CTA merges
 // kCombineWarps / ways rows, `ways` warps a row (ways uniform over the CTA, a power of two that
 // divides kCombineWarps): warp w takes row slot w / ways and, of that row's partials, those with

@@ -82,8 +82,6 @@ MLJ_DEVICE int schedule_pieces(int pos, int blocks, int q) {
   return blocks == 0 ? 1 : (pos + blocks - 1) / q - pos / q + 1;
 }
 
-MLJ_DEVICE int shfl_int(int v, int src) { return (int)mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)v), src)); }
-
 // Inclusive scan of four ints across the warp (shuffles): x[0..2] summed, x[3] by max.
 MLJ_DEVICE void schedule_warp_scan(int x[4], int lane) {
 #pragma unroll
