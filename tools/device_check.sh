@@ -9,7 +9,8 @@
 #              DC_NCU="S1 S2" profiles the stage-1 kernel of those suite shapes with ncu (DC_NCU_ARGS:
 #              more bench flags for those runs, e.g. "--family wgmma --heads-per-cta 64");
 #              DC_SKIP="tests bench pytest" skips those steps;
-#              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (30 s each) before the
+#              DC_VERIFY="args; args; ..." runs `mlajit verify <args>` for each (DC_VERIFY_TIMEOUT
+#              seconds each, default 30) before the
 #              gpu tier, and skips the tier if one hangs (a new kernel's pipeline deadlock would
 #              otherwise cost every test its timeout); keep their problems small: the float32
 #              reference runs on one CPU core, and heads 128 x s_q 3 x 6 requests x 3000 tokens
@@ -63,10 +64,16 @@ hung=0
 IFS=';' read -ra verify_runs <<<"${DC_VERIFY:-}"
 for args in "${verify_runs[@]}"; do
   [[ -z "${args// /}" ]] && continue
+  start=$SECONDS
   # shellcheck disable=SC2086  # each entry is a list of flags
-  timeout 30 build-device/mlajit verify $args >>"$logs/verify.txt" 2>&1
+  timeout "${DC_VERIFY_TIMEOUT:-30}" build-device/mlajit verify $args >"$logs/verify_one.txt" 2>&1
   rc=$?
-  say "verify$args: exit $rc $(tail -1 "$logs/verify.txt")"
+  cat "$logs/verify_one.txt" >>"$logs/verify.txt"
+  if [[ $rc -eq 124 ]]; then
+    say "verify$args: timed out after $((SECONDS - start)) s (a hang, or a float32 reference too slow for DC_VERIFY_TIMEOUT)"
+  else
+    say "verify$args: exit $rc in $((SECONDS - start)) s: $(tail -1 "$logs/verify_one.txt")"
+  fi
   [[ $rc -eq 124 ]] && hung=1
 done
 [[ $hung -eq 1 ]] && say "a verify run hung: gpu tier skipped"
@@ -142,11 +149,13 @@ for shape in ${DC_TRACE:-}; do
   # with a trailing p (S3p) traces the persistent path instead: the grid path runs unsplit (no
   # combine, so nothing of it is printed) and the persistent path's second call prints the first's
   # timeline, with the metadata / stage 1 / reduce boundaries.
-  if [[ $shape == *p ]]; then paths=(--shape "${shape%p}" --splits 1 --persistent "${shape%p}")
-  else paths=(--shape "$shape" --splits 2 --persistent none); fi
+  # Two prints either way (2 timed calls on the persistent path, whose next call prints), so
+  # trace_summary can tell whether the same SMs are slow in both.
+  if [[ $shape == *p ]]; then paths=(--shape "${shape%p}" --splits 1 --persistent "${shape%p}" --runs 2)
+  else paths=(--shape "$shape" --splits 2 --persistent none --runs 1); fi
   # shellcheck disable=SC2086  # DC_TRACE_ARGS is a list of flags
   MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench "${paths[@]}" \
-    --runs 1 --warmup 0 --no-roofline --out-dir /tmp ${DC_TRACE_ARGS:-} 2>&1 |
+    --warmup 0 --no-roofline --out-dir /tmp ${DC_TRACE_ARGS:-} 2>&1 |
     grep mlj-trace >"$logs/trace_$shape.txt"
   say "timeline $shape (${paths[*]}; SM cycles):"
   python3 tools/trace_summary.py "$logs/trace_$shape.txt" | tee -a "$summary"

@@ -9,7 +9,9 @@ after the first two (warm-up), plus the first tile's events:
   consumer:  landing wait = e1 - e0, S = e2 - e1, softmax + P.V = e3 - e2, period = e0(next) - e0
 (wide tiles stamp other events on odd entries; see trace.cuh - their phases are printed the same
 way, by entry), the last print's spread of CTA start / end times (`mlj-trace ctas` lines) and, on
-the persistent path, its kernels' boundaries (`mlj-trace phases`, also as durations).
+the persistent path, its kernels' boundaries (`mlj-trace phases`, also as durations); with
+per-CTA lines (`mlj-trace cta`, grids of up to 1024 CTAs), the latest CTAs and their SMs, and
+whether the same SMs are slow in the last two prints.
 """
 import fileinput
 import re
@@ -49,6 +51,54 @@ def last_print(lines):
     if current:
         prints.append(current)
     return (prints[-1] if prints else {}), ctas
+
+
+CTA_LINE = re.compile(r"mlj-trace cta (\d+) sm (\d+) ns: (-?\d+) (-?\d+)")
+
+
+def cta_prints(lines):
+    """Every print's per-CTA lines ({cta: (sm, start, end)}), in order; a print starts where the
+    CTA numbers go back."""
+    prints, current, last = [], {}, -1
+    for line in lines:
+        m = CTA_LINE.search(line)
+        if not m:
+            continue
+        c, sm, start, end = (int(x) for x in m.groups())
+        if c <= last and current:
+            prints.append(current)
+            current = {}
+        current[c] = (sm, start, end)
+        last = c
+    if current:
+        prints.append(current)
+    return prints
+
+
+def summarise_ctas(prints, out=sys.stdout):
+    """The last print's latest CTAs and their SMs, and, with two prints or more, how alike the
+    last two are per SM (the correlation of each SM's CTA duration between them: near 1 when the
+    same SMs are slow in every run)."""
+    if not prints:
+        return
+    last = prints[-1]
+    ends = sorted(last.items(), key=lambda kv: kv[1][2])
+    latest = ", ".join(f"cta {c} sm {sm} {end / 1000:.1f} us" for c, (sm, _, end) in reversed(ends[-5:]))
+    out.write(f"latest CTAs: {latest}\n")
+    if len(prints) < 2:
+        return
+    def per_sm(p):
+        return {sm: end - start for sm, start, end in p.values()}
+    a, b = per_sm(prints[-2]), per_sm(prints[-1])
+    sms = sorted(set(a) & set(b))
+    if len(sms) < 3:
+        return
+    xa, xb = [a[s] for s in sms], [b[s] for s in sms]
+    ma, mb = statistics.mean(xa), statistics.mean(xb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(xa, xb))
+    var = (sum((x - ma) ** 2 for x in xa) * sum((y - mb) ** 2 for y in xb)) ** 0.5
+    corr = cov / var if var > 0 else float("nan")
+    out.write(f"per-SM CTA duration, last two prints ({len(sms)} SMs): correlation {corr:.2f}\n")
 
 
 PHASE_LINE = re.compile(r"mlj-trace phases ns: metadata (-?\d+) (-?\d+) stage1 (-?\d+) (-?\d+) (-?\d+) "
@@ -101,4 +151,7 @@ def summarise(parsed, out=sys.stdout):
 
 
 if __name__ == "__main__":
-    sys.exit(summarise(last_print(fileinput.input())))
+    lines = list(fileinput.input())
+    rc = summarise(last_print(lines))
+    summarise_ctas(cta_prints(lines))
+    sys.exit(rc)

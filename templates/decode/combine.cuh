@@ -1,5 +1,5 @@
-// MLA decode stage 2: merges the split partials of each (query token, head) by their LSE.
-// Grid: x = total_q * heads; all splits of a row were written by stage 1 (empty ones as 0 / -inf).
+// MLA decode stage 2: merges the split partials of each (query token, head) by their LSE, a warp
+// (or 2-8 warps) a row; all splits of a row were written by stage 1 (empty ones as 0 / -inf).
 // The persistent reduce merges the partial slots of a split tile the same way (merge_partials).
 #pragma once
 
@@ -55,14 +55,6 @@ MLJ_DEVICE int merge_ways(int n) {
   int ways = 1;
   while (ways < kCombineWarps<Cfg> && MLJ_MERGE_PARTIALS_PER_WARP * ways < n) ways *= 2;
   return ways;
-}
-
-// A long long from lane src of the warp (every lane calls it with the same src).
-MLJ_DEVICE long long shfl_long(long long v, int src) {
-  const unsigned long long u = (unsigned long long)v;
-  const unsigned int lo = mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)u), src));
-  const unsigned int hi = mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)(u >> 32)), src));
-  return (long long)(((unsigned long long)hi << 32) | lo);
 }
 
 // The one merge of split partials, for decode_combine and decode_persistent_reduce. A CTA merges

@@ -74,6 +74,15 @@ MLJ_DEVICE int ceil_div(int a, int b) { return (a + b - 1) / b; }
 MLJ_DEVICE int min_int(int a, int b) { return a < b ? a : b; }
 MLJ_DEVICE int max_int(int a, int b) { return a > b ? a : b; }
 
+// 32- and 64-bit integers from lane src of the warp (every lane calls them with the same src), as
+// the bits of float shuffles.
+MLJ_DEVICE int shfl_int(int v, int src) { return (int)mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)v), src)); }
+MLJ_DEVICE long long shfl_long(long long v, int src) {
+  const unsigned int lo = (unsigned int)shfl_int((int)(unsigned int)(unsigned long long)v, src);
+  const unsigned int hi = (unsigned int)shfl_int((int)(unsigned int)((unsigned long long)v >> 32), src);
+  return (long long)(((unsigned long long)hi << 32) | lo);
+}
+
 MLJ_DEVICE float warp_sum(float v) {
 #pragma unroll
   for (int mask = MLJ_WARP_SIZE / 2; mask > 0; mask >>= 1) v += mlj_shfl_xor(v, mask);

@@ -94,8 +94,6 @@ struct ScheduleShares {
   MLJ_DEVICE int pieces(int pos, int blocks) const { return blocks == 0 ? 1 : owner(pos + blocks - 1) - owner(pos) + 1; }
 };
 
-MLJ_DEVICE int shfl_int(int v, int src) { return (int)mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)v), src)); }
-
 // Inclusive scan of four ints across the warp (shuffles): x[0..2] summed, x[3] by max.
 MLJ_DEVICE void schedule_warp_scan(int x[4], int lane) {
 #pragma unroll

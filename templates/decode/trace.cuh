@@ -4,7 +4,8 @@
 // the split-K combine of the same module prints it once stage 1 is done (so run with at least 2
 // splits, e.g. `mlajit bench --splits 2`); on the persistent path the next call's metadata kernel
 // prints the previous call's, with its kernels' boundaries (trace_print_phases). Then the spread
-// of every CTA's start and end (global timer, ns after the first start: min / mean / max):
+// of every CTA's start and end (global timer, ns after the first start: min / mean / max; with
+// at most kTracePrintEachCta CTAs also each CTA's: `mlj-trace cta <c> sm <smid> ns: <start> <end>`):
 //   mlj-trace producer0 tile <g>: <before the slot wait> <slot free> <copies issued> 0
 //   mlj-trace consumer<c> tile <t>: <before the wait> <tile landed> <S done> <P.V done>
 //   wide tiles (printed as consumer<c>), per tile pair: tile <first of the pair>: <before the wait
@@ -67,9 +68,17 @@ MLJ_DEVICE void trace_phase_last(int phase) {
 // nanosecond timer, for the spread of start and finish times across the grid.
 constexpr int kTraceCtas = 8192;
 __device__ unsigned long long mlj_trace_cta_ns[kTraceCtas][2];
+__device__ int mlj_trace_cta_sm[kTraceCtas];  // the SM the CTA ran on (%smid)
+// Grids of at most this many CTAs (a persistent wave) also print every CTA's line.
+constexpr int kTracePrintEachCta = 1024;
 MLJ_DEVICE int trace_cta_index() { return blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z); }
 MLJ_DEVICE void trace_cta_start() {
-  if (threadIdx.x == 0 && trace_cta_index() < kTraceCtas) mlj_trace_cta_ns[trace_cta_index()][0] = trace_global_ns();
+  if (threadIdx.x == 0 && trace_cta_index() < kTraceCtas) {
+    unsigned int sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    mlj_trace_cta_sm[trace_cta_index()] = (int)sm;
+    mlj_trace_cta_ns[trace_cta_index()][0] = trace_global_ns();
+  }
 }
 // Called by each role's first thread when it is done.
 MLJ_DEVICE void trace_cta_end() {
@@ -128,6 +137,9 @@ MLJ_DEVICE void trace_print_stage1() {
     unsigned long long* e = mlj_trace_cta_ns[c];
     if (e[0] == 0) continue;
     const long long v[3] = {(long long)(e[0] - first), (long long)(e[1] - first), (long long)(e[1] - e[0])};
+    if (ctas <= kTracePrintEachCta) {
+      printf("mlj-trace cta %d sm %d ns: %lld %lld\n", c, mlj_trace_cta_sm[c], v[0], v[1]);
+    }
     for (int k = 0; k < 3; ++k) {
       sum[k] += (double)v[k];
       lo[k] = v[k] < lo[k] ? v[k] : lo[k];
