@@ -208,7 +208,7 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 // as decode_combine merges splits, ways = merge_ways(n) warps a row) for rows
 // r = y * R .. y * R + R - 1 (R = kCombineWarps / ways; none when y * R >= rows_per_item, and
 // only rows below rows_per_item), writing o (+ LSE) of row g * rows_per_item + r of request b
-// (t = b * groups + g). Waits for the previous grid (stage 1) itself, after the map reads.
+// (t = b * groups + g). Waits for stage 1's n pieces of tile t (layout.pieces_done), not the grid.
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   trace_phase_first(kPhaseReduceIn);  // MLJ_TRACE only (decode/trace.cuh)
@@ -229,8 +229,14 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
   const bool active = r < rows_per_item && row < (p.qo_indptr[b + 1] - q_begin) * Cfg::kHeads;
   // Everything above is the metadata kernel's or the caller's, complete before stage 1 let this
   // grid launch (it calls launch_dependents after its own wait); so it is read while stage 1
-  // finishes, and only the partials wait for stage 1.
-  mlj_wait_for_previous_grid();
+  // runs. The partials wait for their own tile only: stage 1 counts each piece once written
+  // (layout.pieces_done, zeroed by the metadata kernel), so a tile's merge runs on an SM a
+  // finished worker freed while the others still stream (stage 1 fills every SM while it runs,
+  // and all its CTAs are resident before any of these launch: a wait here cannot block them).
+  if (threadIdx.x == 0) {
+    while (mlj_load_acquire(layout.pieces_done + t) < n) mlj_spin_pause();
+  }
+  mlj_barrier();
   trace_phase_first(kPhaseReduceWaited);
   merge_partials<Cfg>(p.partial_out, p.partial_lse, n,
                       [=](int k) { return (long long)slots[k] * rows_per_item + r; }, p.out, p.lse,

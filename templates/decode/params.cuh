@@ -46,7 +46,8 @@ struct MljScheduleParams {
   const int* qo_indptr;          // [batch + 1]
   const int* kv_indptr;          // [batch + 1] pages (or tokens when page_size == 1)
   const int* kv_last_page_lens;  // [batch]
-  int* header;                   // [4]: items, split tiles, partial slots, total cost
+  int* header;                   // [4 + tiles]: items, split tiles, partial slots, total cost, then
+                                 // each tile's finished pieces (zeroed here; stage 1 counts them)
   int* work_indptr;              // [workers + 1]: worker w walks items work_indptr[w] .. [w+1]
   int* work_items;               // [max_items][8]: MljWorkItem fields, in worker order
   int* reduce_indptr;            // [tiles + 1]: partial slots of tile t (empty when unsplit)
@@ -66,7 +67,7 @@ struct MljScheduleParams {
 // (MljScheduleParams' buffers, read-only here). In persistent mode MljDecodeParams' partial_out /
 // partial_lse point at [max_partials * rows_per_item] rows (x v_dim) / rows of the workspace.
 struct MljPersistentLayout {
-  const int* header;              // [4]: items, split tiles, partial slots, total cost
+  const int* header;              // [4 + tiles]: items, split tiles, partial slots, total cost, ...
   const int* work_indptr;         // [workers + 1]
   const int* work_items;          // [max_items][8]
   const int* reduce_indptr;       // [tiles + 1]
@@ -74,4 +75,6 @@ struct MljPersistentLayout {
   const int* reduce_partial_map;  // [max_partials]
   int groups;         // row groups per request: tile t = request * groups + row group
   int rows_per_item;  // query rows per tile (the stage-1 kernel's rows per CTA)
+  int* pieces_done;   // [tiles] = header + 4: a split tile's pieces written so far (the reduce waits
+                      // for all of its tile's)
 };

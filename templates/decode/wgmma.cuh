@@ -334,8 +334,8 @@ MLJ_DEVICE void wgmma_produce(const MljDecodeParams& p, int item_count, Items it
 
 // Consumer warpgroup `consumer` (0 / 1): the math of its tiles of every item, then (consumer 0)
 // the merge with consumer 1 and the output.
-template <class Cfg, class Items>
-MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items item_at, int consumer,
+template <class Cfg, class Items, class Done>
+MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items item_at, Done piece_done, int consumer,
                               unsigned char* shared, unsigned long long* full_bar, unsigned long long* empty_bar) {
   using L = WgmmaDecodeLayout<Cfg>;
   constexpr int kHeads = Cfg::kHeads;
@@ -369,7 +369,10 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
   for (int i = 0; i < item_count; ++i) {
     const DecodeWork work = item_at(i);
     const WgmmaItem<Cfg> it(p, work);
-    if (it.skip) continue;
+    if (it.skip) {  // nothing to write; a split piece still counts (uniform: every thread's work)
+      if (Done::kCounts && work.partial_out != nullptr && consumer == 0 && ct == 0) piece_done(work);
+      continue;
+    }
     const int row0 = work.row0;
     // This item's tiles are g .. g + tiles - 1; consumer c takes those with g' % 2 == c.
     const int first = (g % 2 == consumer) ? 0 : 1;
@@ -672,6 +675,11 @@ MLJ_DEVICE void wgmma_consume(const MljDecodeParams& p, int item_count, Items it
         }
       }
     }
+    if (Done::kCounts && !final_output) {  // consumer 0 alone wrote the piece
+      mlj_fence_device();
+      mlj_named_barrier(1, 128);
+      if (ct == 0) piece_done(work);
+    }
   }
 }
 
@@ -716,8 +724,8 @@ struct WgmmaWideLayout {
   static constexpr int kConsumerThreads = 256;
 };
 
-template <class Cfg, class Items>
-MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Items item_at, int consumer,
+template <class Cfg, class Items, class Done>
+MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Items item_at, Done piece_done, int consumer,
                                    unsigned char* shared, unsigned long long* full_bar, unsigned long long* empty_bar) {
   using L = WgmmaWideLayout<Cfg>;
   constexpr int kHeads = Cfg::kHeads;
@@ -743,7 +751,10 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
   for (int i = 0; i < item_count; ++i) {
     const DecodeWork work = item_at(i);
     const WgmmaItem<Cfg> it(p, work);
-    if (it.skip) continue;
+    if (it.skip) {  // nothing to write; a split piece still counts (uniform: every thread's work)
+      if (Done::kCounts && work.partial_out != nullptr && consumer == 0 && ct == 0) piece_done(work);
+      continue;
+    }
     const int row0 = work.row0;
 
     // 16-bit q and cache only: the mma type is q's, so Q is copied as it is (the scratch is unused).
@@ -970,11 +981,16 @@ MLJ_DEVICE void wgmma_wide_consume(const MljDecodeParams& p, int item_count, Ite
         }
       }
     }
+    if (Done::kCounts && !final_output) {  // both consumers wrote the piece
+      mlj_fence_device();
+      mlj_named_barrier(1, L::kConsumerThreads);
+      if (consumer == 0 && ct == 0) piece_done(work);
+    }
   }
 }
 
-template <class Cfg, class Items>
-MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count, Items item_at) {
+template <class Cfg, class Items, class Done>
+MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count, Items item_at, Done piece_done) {
   using L = WgmmaWideLayout<Cfg>;
   static_assert(Cfg::kWarps == 12, "64-row wgmma decode runs 2 consumer warpgroups and a producer warpgroup");
   static_assert((L::kTile == 64 || L::kTile == 32) && Cfg::kStages == L::kStages,
@@ -996,13 +1012,13 @@ MLJ_DEVICE void decode_wgmma_wide_items(const MljDecodeParams& p, int item_count
     wgmma_produce<Cfg, L>(p, item_count, item_at, shared, full_bar, empty_bar);
   } else {
     mlj_register_budget_raise<L::kConsumerRegisters>();
-    wgmma_wide_consume<Cfg>(p, item_count, item_at, warp / 4, shared, full_bar, empty_bar);
+    wgmma_wide_consume<Cfg>(p, item_count, item_at, piece_done, warp / 4, shared, full_bar, empty_bar);
   }
 }
 
 // The narrow tiles (8-32 rows): producer warpgroup, consumers on alternate tiles.
-template <class Cfg, class Items>
-MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_count, Items item_at) {
+template <class Cfg, class Items, class Done>
+MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_count, Items item_at, Done piece_done) {
   using L = WgmmaDecodeLayout<Cfg>;
   static_assert(L::kRows == 8 || L::kRows == 16 || L::kRows == 24 || L::kRows == 32,
                 "wgmma decode: heads_per_cta must be 8, 16, 24, 32 (or 64: the wide tile)");
@@ -1027,18 +1043,20 @@ MLJ_DEVICE void decode_wgmma_narrow_items(const MljDecodeParams& p, int item_cou
     wgmma_produce<Cfg, L>(p, item_count, item_at, shared, full_bar, empty_bar);
   } else {
     mlj_register_budget_raise<L::kConsumerRegisters>();
-    wgmma_consume<Cfg>(p, item_count, item_at, warpgroup - 1, shared, full_bar, empty_bar);
+    wgmma_consume<Cfg>(p, item_count, item_at, piece_done, warpgroup - 1, shared, full_bar, empty_bar);
   }
 }
 
-// The CTA over its items (item_at(i), 0 <= i < item_count): barriers, then the roles.
-template <class Cfg, class Items>
-MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Items item_at) {
+// The CTA over its items (item_at(i), 0 <= i < item_count): barriers, then the roles. Once a
+// piece of a split tile is written (partial_out set), one consumer thread calls piece_done(work)
+// after every writer's fence and a barrier (persistent: the reduce's per-tile count).
+template <class Cfg, class Items, class Done>
+MLJ_DEVICE void decode_wgmma_items(const MljDecodeParams& p, int item_count, Items item_at, Done piece_done) {
   trace_cta_start();  // MLJ_TRACE only (decode/trace.cuh)
   if constexpr (Cfg::kHeadsPerCta == 64) {
-    decode_wgmma_wide_items<Cfg>(p, item_count, item_at);
+    decode_wgmma_wide_items<Cfg>(p, item_count, item_at, piece_done);
   } else {
-    decode_wgmma_narrow_items<Cfg>(p, item_count, item_at);
+    decode_wgmma_narrow_items<Cfg>(p, item_count, item_at, piece_done);
   }
   trace_cta_end();
 }
@@ -1049,7 +1067,7 @@ MLJ_DEVICE void decode_stage1_wgmma(const MljDecodeParams& p) {
   using L = WgmmaDecodeLayout<Cfg>;
   DecodeWork work;
   if (!grid_work<Cfg, L::kRows, L::kTile>(p, work)) return;
-  decode_wgmma_items<Cfg>(p, 1, [&](int) { return work; });
+  decode_wgmma_items<Cfg>(p, 1, [&](int) { return work; }, NoPieceCount{});
 }
 
 // Persistent decode: the worker's items of decode/schedule.cuh (rows_per_item == heads_per_cta).
@@ -1058,7 +1076,8 @@ MLJ_DEVICE void decode_persistent_wgmma(const MljDecodeParams& p, const MljPersi
   using L = WgmmaDecodeLayout<Cfg>;
   const int begin = layout.work_indptr[blockIdx.x];
   const int end = layout.work_indptr[blockIdx.x + 1];
-  decode_wgmma_items<Cfg>(p, end - begin, [&](int i) { return persistent_item<L::kRows>(p, layout, begin + i); });
+  decode_wgmma_items<Cfg>(p, end - begin, [&](int i) { return persistent_item<L::kRows>(p, layout, begin + i); },
+                          PersistentPieceCount<L::kRows>{layout});
 }
 
 }  // namespace mlj

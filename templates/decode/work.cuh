@@ -66,7 +66,8 @@ MLJ_DEVICE bool grid_work(const MljDecodeParams& p, DecodeWork& work) {
 // p.partial_out / p.partial_lse ([max_partials * rows_per_item] rows, persistent_layout), merged
 // by decode_persistent_reduce (decode/combine.cuh). p.num_splits is not read.
 // persistent_item is item i of that list; persistent_walk runs a worker's items through a
-// block-wide `body` (a warp-specialised family walks the items itself, per role: wgmma.cuh).
+// block-wide `body` (a warp-specialised family walks the items itself, per role: wgmma.cuh) and
+// counts each split piece in layout.pieces_done once it is written (persistent_piece_done).
 template <int kRows>
 MLJ_DEVICE DecodeWork persistent_item(const MljDecodeParams& p, const MljPersistentLayout& layout, int i) {
   const int* item = layout.work_items + (long long)i * kItemInts;
@@ -83,6 +84,27 @@ MLJ_DEVICE DecodeWork persistent_item(const MljDecodeParams& p, const MljPersist
   return work;
 }
 
+// A piece of a split tile has been written (its partial rows and LSEs, by every writer thread of
+// the CTA, each after mlj_fence_device, then a barrier): one thread counts it for the reduce,
+// which waits for its tile's count (decode_persistent_reduce) instead of for all of stage 1.
+template <int kRows>
+MLJ_DEVICE void persistent_piece_done(const MljPersistentLayout& layout, const DecodeWork& work) {
+  mlj_atomic_add(layout.pieces_done + work.request * layout.groups + work.row0 / kRows, 1);
+}
+
+// What a warp-specialised stage-1 CTA does once a split piece is written: nothing on the grid
+// path (its combine waits for the whole grid), a count for the persistent reduce.
+struct NoPieceCount {
+  static constexpr bool kCounts = false;
+  MLJ_DEVICE void operator()(const DecodeWork&) const {}
+};
+template <int kRows>
+struct PersistentPieceCount {
+  static constexpr bool kCounts = true;
+  const MljPersistentLayout& layout;
+  MLJ_DEVICE void operator()(const DecodeWork& work) const { persistent_piece_done<kRows>(layout, work); }
+};
+
 template <int kRows, class Body>
 MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const MljPersistentLayout& layout, Body body) {
   const int worker = blockIdx.x;
@@ -90,7 +112,13 @@ MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const MljPersistentLay
   const int end = layout.work_indptr[worker + 1];
   for (int i = begin; i < end; ++i) {
     if (i > begin) mlj_barrier();  // the previous item's readers of shared memory are done
-    body(persistent_item<kRows>(p, layout, i));
+    const DecodeWork work = persistent_item<kRows>(p, layout, i);
+    body(work);
+    if (work.partial_out != nullptr) {
+      mlj_fence_device();
+      mlj_barrier();
+      if (threadIdx.x == 0) persistent_piece_done<kRows>(layout, work);
+    }
   }
 }
 

@@ -12,6 +12,12 @@ MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
   return mlj_shared_bytes;
 }
 MLJ_DEVICE void mlj_barrier() { __syncthreads(); }
+// Counters between grids that run at once (the persistent reduce waits on stage 1's pieces):
+// a device-scope fence after a thread's writes, an atomic add, an acquire load, a pause in a spin.
+MLJ_DEVICE void mlj_fence_device() { __threadfence(); }
+MLJ_DEVICE int mlj_atomic_add(int* counter, int v) { return atomicAdd(counter, v); }
+MLJ_DEVICE int mlj_load_acquire(const int* p) { return __hip_atomic_load(p, __ATOMIC_ACQUIRE, __HIP_MEMORY_SCOPE_AGENT); }
+MLJ_DEVICE void mlj_spin_pause() { __builtin_amdgcn_s_sleep(1); }
 MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) { return __shfl_xor(v, lane_mask); }
 MLJ_DEVICE float mlj_shfl(float v, int src_lane) { return __shfl(v, src_lane); }
 MLJ_DEVICE float mlj_neg_inf() { return -__builtin_inff(); }

@@ -13,6 +13,26 @@ MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
   return mlj_shared_bytes;
 }
 MLJ_DEVICE void mlj_barrier() { __syncthreads(); }
+// Counters between grids that run at once (the persistent reduce waits on stage 1's pieces):
+// a device-scope fence after a thread's writes, an atomic add, an acquire load, a pause in a spin.
+MLJ_DEVICE void mlj_fence_device() { __threadfence(); }
+MLJ_DEVICE int mlj_atomic_add(int* counter, int v) { return atomicAdd(counter, v); }
+MLJ_DEVICE int mlj_load_acquire(const int* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+  int v;
+  asm volatile("ld.acquire.gpu.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+#else
+  const int v = *static_cast<const volatile int*>(p);
+  __threadfence();
+  return v;
+#endif
+}
+MLJ_DEVICE void mlj_spin_pause() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+  __nanosleep(64);
+#endif
+}
 MLJ_DEVICE float mlj_shfl_xor(float v, int lane_mask) { return __shfl_xor_sync(0xffffffffu, v, lane_mask); }
 MLJ_DEVICE float mlj_shfl(float v, int src_lane) { return __shfl_sync(0xffffffffu, v, src_lane); }
 MLJ_DEVICE float mlj_neg_inf() { return __int_as_float(0xff800000); }

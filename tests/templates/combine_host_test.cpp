@@ -253,6 +253,10 @@ void expect_persistent_reduce_matches() {
   layout.reduce_partial_map = partial_map.data();
   layout.groups = kGroups;
   layout.rows_per_item = kRowsPerItem;
+  // Stage 1 has written every piece (the reduce waits for each tile's count).
+  std::vector<int> pieces_done(std::size_t(reduce_indptr.size()), 0);
+  for (const SplitTile& s : split) pieces_done[s.tile] = s.slots;
+  layout.pieces_done = pieces_done.data();
   mlj_host::launch({unsigned(kRowsPerItem), unsigned(max_split_tiles), 1}, Cfg::kCombineThreads, 0,
                    [&] { mlj::decode_persistent_reduce<Cfg>(p, layout); });
 

@@ -149,6 +149,19 @@ MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
   return reinterpret_cast<unsigned char*>(mlj_host::g_cta->shared.data());
 }
 MLJ_DEVICE void mlj_barrier() { mlj_host::arrive_and_wait(mlj_host::g_cta->barrier); }
+// Grids and CTAs run one after another here: fences are moot, a read-modify-write is atomic, and a
+// spin on a counter can only be a counter that nothing will bump any more (a bug): stop loudly.
+MLJ_DEVICE void mlj_fence_device() {}
+MLJ_DEVICE int mlj_atomic_add(int* counter, int v) {
+  const int before = *counter;
+  *counter += v;
+  return before;
+}
+MLJ_DEVICE int mlj_load_acquire(const int* p) { return *p; }
+[[noreturn]] inline void mlj_spin_pause() {
+  std::fprintf(stderr, "host prelude: a spin on a counter that no earlier grid completed\n");
+  std::abort();
+}
 // The host runs grids one after another: the previous grid is always complete.
 MLJ_DEVICE void mlj_wait_for_previous_grid() {}
 // Every lane of the warp publishes v, then reads lane `source(lane)`'s.
