@@ -17,8 +17,8 @@ namespace mlajit {
 // own, decode/schedule.cuh): work_meta_data = the header, work_info_set = the work items,
 // reduce_final_map = the split tiles. A buffer of 0 elements may be null.
 struct PersistentMetadata {
-  int* work_meta_data = nullptr;      // [4 + tiles]: items, split tiles, partial slots, total cost,
-                                      // then each tile's finished pieces
+  int* work_meta_data = nullptr;      // [4 + 2 tiles]: items, split tiles, partial slots, total cost,
+                                      // then each tile's finished pieces and reduce CTAs past them
   int* work_indptr = nullptr;         // [workers + 1]
   int* work_info_set = nullptr;       // [max_items][8]
   int* reduce_indptr = nullptr;       // [tiles + 1]
@@ -41,7 +41,7 @@ struct PersistentLayout {
   constexpr std::size_t bytes() const { return total_ints * sizeof(int); }
   // int32 elements of each buffer, in PersistentMetadata order.
   constexpr std::array<std::size_t, 6> elements() const {
-    return {4 + std::size_t(tiles), std::size_t(workers) + 1, std::size_t(max_items) * 8, std::size_t(tiles) + 1,
+    return {4 + 2 * std::size_t(tiles), std::size_t(workers) + 1, std::size_t(max_items) * 8, std::size_t(tiles) + 1,
             std::size_t(max_split_tiles), std::size_t(max_partials)};
   }
   // fp32 partial rows the persistent kernel needs: max_partials * rows_per_item (x v_dim, + LSE).
@@ -61,7 +61,7 @@ constexpr PersistentLayout persistent_layout(int batch, int heads, int s_q, int 
   l.max_partials = 2 * (workers - 1) < l.max_items ? 2 * (workers - 1) : l.max_items;
   std::size_t at = 0;
   l.header = at;
-  at = persistent_align4(at + 4 + std::size_t(l.tiles));
+  at = persistent_align4(at + 4 + 2 * std::size_t(l.tiles));
   l.work_indptr = at;
   at = persistent_align4(at + std::size_t(workers) + 1);
   l.work_items = at;
@@ -127,7 +127,8 @@ constexpr MljPersistentLayout persistent_kernel_layout(const ScheduleShape& s, c
   return MljPersistentLayout{m.work_meta_data, m.work_indptr,      m.work_info_set,
                              m.reduce_indptr,  m.reduce_final_map, m.reduce_partial_map,
                              persistent_layout(s).groups, s.rows_per_item,
-                             m.work_meta_data != nullptr ? m.work_meta_data + 4 : nullptr};
+                             m.work_meta_data != nullptr ? m.work_meta_data + 4 : nullptr,
+                             m.work_meta_data != nullptr ? m.work_meta_data + 4 + persistent_layout(s).tiles : nullptr};
 }
 
 // Dynamic shared memory of the metadata kernel with `threads` threads.

@@ -62,9 +62,11 @@ struct PersistentBuffers {
 PersistentBuffers allocate_persistent(Engine& engine, const PersistentPlan& plan);
 
 // The same for the persistent path: metadata fill + persistent decode on the default stream.
-// run.plan carries the persistent plan's spec and tile (num_splits 1).
+// run.plan carries the persistent plan's spec and tile (num_splits 1). decodes > 1: that many
+// decodes on the one fill (as a step's layers share it), the partial workspace and the outputs
+// filled with 0x7f bytes (NaN) before each after the first; the outputs are the last decode's.
 DeviceRun run_persistent_on_device(Engine& engine, const reference::DecodeProblem& problem,
-                                   const std::optional<TileConfig>& tile = std::nullopt);
+                                   const std::optional<TileConfig>& tile = std::nullopt, int decodes = 1);
 // The outputs of a run on `d` as floats (out, LSE when the spec asks, k_pe_out with fused RoPE).
 DeviceRun read_outputs(Engine& engine, const DeviceProblem& d, const reference::DecodeProblem& problem);
 

@@ -233,8 +233,15 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
   // (layout.pieces_done, zeroed by the metadata kernel), so a tile's merge runs on an SM a
   // finished worker freed while the others still stream (stage 1 fills every SM while it runs,
   // and all its CTAs are resident before any of these launch: a wait here cannot block them).
+  // The tile's last reduce CTA past this wait zeroes both counts (none reads them again in this
+  // decode), so the same metadata serves the next decode, whose stage 1 starts after this grid.
   if (threadIdx.x == 0) {
     while (mlj_load_acquire(layout.pieces_done + t) < n) mlj_spin_pause();
+    const int users = min_int(int(gridDim.x), ceil_div(rows_per_item, rows_per_cta));  // CTAs not returned above
+    if (mlj_atomic_add(layout.pieces_taken + t, 1) == users - 1) {
+      layout.pieces_taken[t] = 0;
+      layout.pieces_done[t] = 0;
+    }
   }
   mlj_barrier();
   trace_phase_first(kPhaseReduceWaited);

@@ -46,8 +46,9 @@ struct MljScheduleParams {
   const int* qo_indptr;          // [batch + 1]
   const int* kv_indptr;          // [batch + 1] pages (or tokens when page_size == 1)
   const int* kv_last_page_lens;  // [batch]
-  int* header;                   // [4 + tiles]: items, split tiles, partial slots, total cost, then
-                                 // each tile's finished pieces (zeroed here; stage 1 counts them)
+  int* header;                   // [4 + 2 tiles]: items, split tiles, partial slots, total cost, then
+                                 // each tile's finished pieces and its reduce CTAs past their wait
+                                 // (zeroed here; stage 1 and the reduce count, the reduce re-zeroes)
   int* work_indptr;              // [workers + 1]: worker w walks items work_indptr[w] .. [w+1]
   int* work_items;               // [max_items][8]: MljWorkItem fields, in worker order
   int* reduce_indptr;            // [tiles + 1]: partial slots of tile t (empty when unsplit)
@@ -67,7 +68,7 @@ struct MljScheduleParams {
 // (MljScheduleParams' buffers, read-only here). In persistent mode MljDecodeParams' partial_out /
 // partial_lse point at [max_partials * rows_per_item] rows (x v_dim) / rows of the workspace.
 struct MljPersistentLayout {
-  const int* header;              // [4 + tiles]: items, split tiles, partial slots, total cost, ...
+  const int* header;              // [4 + 2 tiles]: items, split tiles, partial slots, total cost, ...
   const int* work_indptr;         // [workers + 1]
   const int* work_items;          // [max_items][8]
   const int* reduce_indptr;       // [tiles + 1]
@@ -77,4 +78,7 @@ struct MljPersistentLayout {
   int rows_per_item;  // query rows per tile (the stage-1 kernel's rows per CTA)
   int* pieces_done;   // [tiles] = header + 4: a split tile's pieces written so far (the reduce waits
                       // for all of its tile's)
+  int* pieces_taken;  // [tiles] = header + 4 + tiles: the tile's reduce CTAs past that wait (the last
+                      // zeroes both, so the metadata serves the next decode too: one fill per step,
+                      // a decode per layer)
 };

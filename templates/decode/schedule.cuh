@@ -197,7 +197,8 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     for (int t = t0; t < t1; ++t) {
       const ScheduleTile tile = schedule_tile(p, groups, t);
       p.reduce_indptr[t] = slot;
-      p.header[4 + t] = 0;  // pieces done (stage 1 counts, the reduce waits)
+      p.header[4 + t] = 0;          // pieces done (stage 1 counts, the reduce waits)
+      p.header[4 + tiles + t] = 0;  // reduce CTAs past that wait
       if (tile.valid) {
         const int pieces = shares.pieces(pos, tile.blocks);
         if (pieces > 1) {

@@ -140,6 +140,30 @@ TEST_P(PersistentNumerics, MatchesFloat32Reference) {
 INSTANTIATE_TEST_SUITE_P(Shapes, PersistentNumerics, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return case_name(info.param); });
 
+// One metadata fill, three decodes (a step's layers share the fill): the reduce's per-tile
+// counts must be back at 0 after each decode, or a later decode's reduce would read partials
+// before its stage 1 wrote them (the workspace and outputs are NaN-filled between decodes, so a
+// stale read shows). Every family, on a ragged batch, the wide tile and an fp8 cache.
+TEST(PersistentNumericsReuse, OneFillServesManyDecodes) {
+  REQUIRE_GPU();
+  const DType bf16 = DType::bf16, fp8 = DType::fp8_e4m3;
+  const Target target = engine->device_info().target;
+  for (const Case& c : {Case{16, 1, 64, bf16, bf16, true, ragged_lens(300), {}},
+                        Case{128, 1, 64, bf16, bf16, true, {0, 1, 300, 1500}, {}},
+                        Case{16, 3, 64, bf16, fp8, true, {0, 1, 77, 2000, 5}, {}}}) {
+    const Spec spec = spec_of(c);
+    const reference::DecodeProblem problem = problem_of(c, 2);
+    const reference::DecodeResult want = reference::decode(problem);
+    const double max_v = tools::max_abs_value(problem);
+    for (KernelFamily family : families_serving(spec, target)) {
+      SCOPED_TRACE(case_name(c) + " " + std::string(family_name(family)));
+      const TileConfig tile = tuning::choose_tile(spec, target, family);
+      const tools::DeviceRun run = tools::run_persistent_on_device(*engine, problem, tile, 3);
+      expect_matches(want, run, spec, family, max_v, case_name(c) + "_reuse3");
+    }
+  }
+}
+
 // The host side of every case is sound without a GPU (names unique, problems build, the matrix
 // covers the issue), so a GPU session spends its time on kernels.
 TEST(PersistentNumericsCases, CoverTheIssue) {
@@ -255,7 +279,7 @@ TEST(PersistentCApi, SizesFillAndDecodeMatchTheReference) {
   ASSERT_EQ(mlajit_persistent_sizes_query(ctx.context, &a, &sizes), MLAJIT_OK) << mlajit_last_error();
   EXPECT_EQ(sizes.workers, engine->plan_persistent(d.args).shape.workers);
   EXPECT_EQ(sizes.rows_per_item, 16);
-  EXPECT_EQ(sizes.elements[0], 4 + engine->plan_persistent(d.args).layout.tiles);  // the header, then pieces done a tile
+  EXPECT_EQ(sizes.elements[0], 4 + 2 * engine->plan_persistent(d.args).layout.tiles);  // the header, then 2 counts a tile
   EXPECT_EQ(sizes.elements[1], sizes.workers + 1);
   CMetadata m(device, sizes);
   runtime::DeviceBuffer workspace(device, std::max<std::size_t>(sizes.workspace_bytes, 16));

@@ -99,7 +99,7 @@ TEST(PersistentPlan, WorkersRowsAndWorkspaceFollowTheTile) {
   ASSERT_EQ(mma.tile.family, KernelFamily::mma);
   EXPECT_EQ(mma.shape.rows_per_item, 16);
   EXPECT_EQ(mma.shape.workers, k_sms * decode_ctas_per_sm(mma.spec, mma.tile, k_sm90));
-  EXPECT_EQ(mma.layout.elements()[0], std::size_t(4 + mma.layout.tiles));  // the header, then pieces done a tile
+  EXPECT_EQ(mma.layout.elements()[0], std::size_t(4 + 2 * mma.layout.tiles));  // the header, then 2 counts a tile
   EXPECT_EQ(mma.layout.elements()[1], std::size_t(mma.shape.workers) + 1);
   EXPECT_EQ(mma.layout.elements()[2], std::size_t(mma.layout.tiles + mma.shape.workers - 1) * 8);
   EXPECT_EQ(mma.layout.elements()[3], std::size_t(64 + 1));  // one row group per request
@@ -190,6 +190,7 @@ TEST(PersistentPlan, ParametersPointAtTheCallersBuffers) {
   EXPECT_EQ(l.reduce_partial_map, host.metadata.reduce_partial_map);
   EXPECT_EQ(l.groups, plan.layout.groups);
   EXPECT_EQ(l.pieces_done, host.metadata.work_meta_data + 4);  // after the header's 4 counts
+  EXPECT_EQ(l.pieces_taken, host.metadata.work_meta_data + 4 + plan.layout.tiles);
   const MljDecodeParams p = persistent_decode_params(a, plan);
   EXPECT_EQ(static_cast<void*>(p.partial_out), a.workspace);
   const std::size_t lse_offset =

@@ -255,8 +255,10 @@ void expect_persistent_reduce_matches() {
   layout.rows_per_item = kRowsPerItem;
   // Stage 1 has written every piece (the reduce waits for each tile's count).
   std::vector<int> pieces_done(std::size_t(reduce_indptr.size()), 0);
+  std::vector<int> pieces_taken(pieces_done.size(), 0);
   for (const SplitTile& s : split) pieces_done[s.tile] = s.slots;
   layout.pieces_done = pieces_done.data();
+  layout.pieces_taken = pieces_taken.data();
   mlj_host::launch({unsigned(kRowsPerItem), unsigned(max_split_tiles), 1}, Cfg::kCombineThreads, 0,
                    [&] { mlj::decode_persistent_reduce<Cfg>(p, layout); });
 
@@ -275,6 +277,11 @@ void expect_persistent_reduce_matches() {
   for (std::size_t row = 0; row < merged.size(); ++row) {
     if (merged[row]) continue;
     EXPECT_TRUE(std::isnan(got.value(row, 0)) && std::isnan(got.lse[row])) << "row " << row << " written";
+  }
+  // Every split tile's last reduce CTA zeroed its counts: the metadata is ready for the next decode.
+  for (std::size_t t = 0; t < pieces_done.size(); ++t) {
+    EXPECT_EQ(pieces_done[t], 0) << "tile " << t;
+    EXPECT_EQ(pieces_taken[t], 0) << "tile " << t;
   }
 }
 

@@ -44,6 +44,7 @@ inline constexpr std::size_t kFiberStack = 64 * 1024;
 
 // The CTA being run (one at a time, on the calling thread).
 struct Cta {
+  Dim3 grid;
   Dim3 block;
   int threads = 0;
   std::vector<Fiber> fibers;
@@ -125,6 +126,7 @@ inline void launch(Dim3 grid, int threads, std::size_t shared_bytes, const std::
     for (unsigned y = 0; y < grid.y; ++y) {
       for (unsigned x = 0; x < grid.x; ++x) {
         Cta cta;
+        cta.grid = grid;
         cta.block = Dim3{x, y, z};
         cta.threads = threads;
         cta.barrier.expected = threads;
@@ -144,6 +146,7 @@ inline void launch(Dim3 grid, int threads, std::size_t shared_bytes, const std::
 
 #define threadIdx (mlj_host::g_cta->fibers[mlj_host::g_cta->current].thread)
 #define blockIdx (mlj_host::g_cta->block)
+#define gridDim (mlj_host::g_cta->grid)
 
 MLJ_DEVICE unsigned char* mlj_dynamic_shared() {
   return reinterpret_cast<unsigned char*>(mlj_host::g_cta->shared.data());

@@ -7,6 +7,7 @@
 // path's host tests (portable_host_test.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -80,11 +81,20 @@ PersistentRun run_persistent(const reference::DecodeProblem& p, int workers, int
   params.num_splits = 0x7f7f7f7f;  // not read by the persistent path
 
   const MljPersistentLayout kernel_layout = persistent_kernel_layout(shape, metadata);
-  mlj_host::launch({unsigned(workers), 1, 1}, Cfg::kWarps * MLJ_WARP_SIZE, decode_shared_bytes(plan.spec, plan.tile),
-                   [&] { mlj::decode_persistent_portable<Cfg>(params, kernel_layout); });
-  if (layout.max_split_tiles > 0) {
-    mlj_host::launch({unsigned(Cfg::kHeadsPerCta), unsigned(layout.max_split_tiles), 1}, Cfg::kCombineThreads, 0,
-                     [&] { mlj::decode_persistent_reduce<Cfg>(params, kernel_layout); });
+  // Two decodes on one fill (a step's layers share its metadata): each leaves the reduce's
+  // per-tile counts at 0 for the next; the second decode's partials start as NaN again.
+  for (int decode = 0; decode < 2; ++decode) {
+    std::fill(partial_out.begin(), partial_out.end(), NAN);
+    std::fill(partial_lse.begin(), partial_lse.end(), NAN);
+    mlj_host::launch({unsigned(workers), 1, 1}, Cfg::kWarps * MLJ_WARP_SIZE, decode_shared_bytes(plan.spec, plan.tile),
+                     [&] { mlj::decode_persistent_portable<Cfg>(params, kernel_layout); });
+    if (layout.max_split_tiles > 0) {
+      mlj_host::launch({unsigned(Cfg::kHeadsPerCta), unsigned(layout.max_split_tiles), 1}, Cfg::kCombineThreads, 0,
+                       [&] { mlj::decode_persistent_reduce<Cfg>(params, kernel_layout); });
+    }
+    for (int t = 0; t < 2 * layout.tiles; ++t) {
+      EXPECT_EQ(metadata.work_meta_data[4 + t], 0) << "decode " << decode << ": reduce count " << t << " left set";
+    }
   }
 
   PersistentRun result;

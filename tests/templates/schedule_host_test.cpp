@@ -95,7 +95,7 @@ void expect_properties(const ScheduleShape& shape, const Batch& b, const KernelR
   const int* work_indptr = run.at(l.work_indptr);
   const int* reduce_indptr = run.at(l.reduce_indptr);
   // Each tile's pieces-done counter starts at 0 (stage 1 counts, the reduce waits).
-  for (int t = 0; t < l.tiles; ++t) ASSERT_EQ(run.at(l.header)[4 + t], 0) << "pieces done, tile " << t;
+  for (int t = 0; t < 2 * l.tiles; ++t) ASSERT_EQ(run.at(l.header)[4 + t], 0) << "reduce counts, entry " << t;
   // Worker lists: a partition of the item list, in order.
   ASSERT_EQ(work_indptr[0], 0);
   ASSERT_EQ(work_indptr[shape.workers], run.items());
