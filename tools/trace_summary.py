@@ -107,8 +107,9 @@ PHASE_LINE = re.compile(r"mlj-trace phases ns: metadata (-?\d+) (-?\d+) stage1 (
 
 def phase_durations(line):
     """The persistent path's boundaries as durations in us: the metadata kernel, its hand-over to
-    stage 1 (end -> first CTA past its wait), stage 1 (past its wait -> last CTA out), the hand-over
-    to the reduce and the reduce (past its wait -> last out). None when absent (-1)."""
+    stage 1 (end -> first CTA past its wait), stage 1 (past its wait -> last CTA out), the reduce's
+    first CTA past its wait relative to stage 1's end (negative: the reduce waits per tile and
+    starts before stage 1 ends), and the reduce's end after stage 1's. None when absent (-1)."""
     m = PHASE_LINE.search(line)
     if not m:
         return None
@@ -118,7 +119,8 @@ def phase_durations(line):
         return None
     spans = [("metadata kernel", md_out - md_in), ("to stage 1", s1_waited - md_out), ("stage 1", s1_out - s1_waited)]
     if min(r_waited, r_out) >= 0:
-        spans += [("to the reduce", r_waited - s1_out), ("reduce", r_out - r_waited)]
+        spans += [("first reduce CTA past its wait, from stage 1's end", r_waited - s1_out),
+                  ("reduce ends after stage 1", r_out - s1_out)]
     return spans
 
 
