@@ -1,7 +1,8 @@
 """The persistent form of mla_decode_fwd with get_mla_metadata_info_v1 / get_mla_metadata_v1 on a
 GPU, against the float32 reference of test_decode: any GQA (1, 16, 20, 128), s_q 1 and 3, pages
 1 / 16 / 64, ragged batches with empty and one-token requests, batch 1 and 1024, bf16 / fp16 /
-fp8 KV, LSE, and a captured CUDA graph (metadata + decode) replayed with new lengths.
+fp8 KV, LSE, a captured CUDA graph (metadata + decode) replayed with new lengths, and one fill
+serving three layers' decodes.
 
 Skips cleanly without PyTorch, a CUDA device or libmlajit (as test_decode does)."""
 
@@ -177,4 +178,18 @@ def test_cuda_graph_replay_with_new_lengths():
         _new_lengths(p, rng, capacity)
         p.o.fill_(float("nan"))
         graph.replay()
+        assert_matches(p, logits, final_lse, True)
+
+
+def test_one_fill_serves_every_layer():
+    # A decode step fills the metadata once and runs every layer's decode on it: three "layers"
+    # (same lengths, their own q and cache) on one fill, each against its own reference. The
+    # reduce's per-tile counts must be back at zero after each decode, or a later layer's reduce
+    # would read partials its stage 1 has not written yet.
+    kv_lens = [0, 1, 67, 517, 4100, 9, 3000, 2048]
+    layers = [Problem(kv_lens, [1] * len(kv_lens), 16, 64, 1, torch.bfloat16, seed=40 + k) for k in range(3)]
+    md = allocate_metadata(layers[0])
+    fill_metadata(layers[0], md)
+    for p in layers:
+        logits, final_lse = run_persistent(p, md, return_lse=True)
         assert_matches(p, logits, final_lse, True)
