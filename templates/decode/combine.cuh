@@ -208,7 +208,8 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 // as decode_combine merges splits, ways = merge_ways(n) warps a row) for rows
 // r = y * R .. y * R + R - 1 (R = kCombineWarps / ways; none when y * R >= rows_per_item, and
 // only rows below rows_per_item), writing o (+ LSE) of row g * rows_per_item + r of request b
-// (t = b * groups + g). Waits for stage 1's n pieces of tile t (layout.pieces_done), not the grid.
+// (t = b * groups + g). Waits for stage 1's n pieces of tile t (layout.pieces_done), not the grid;
+// the tile's last CTA past that wait zeroes its counts for the next decode (layout.pieces_taken).
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   trace_phase_first(kPhaseReduceIn);  // MLJ_TRACE only (decode/trace.cuh)

@@ -34,6 +34,10 @@
 // merges splits (max LSE, exp-weighted sum), then write o / LSE of tile t's rows
 // (request t / G, row group t % G). Slots are assigned in item order, so the map is the identity
 // today; it is kept (AITER's reduce_partial_map form) so slot recycling can change later.
+// The reduce does not wait for all of stage 1: header[4 + t] counts tile t's pieces as stage 1
+// writes them, and its CTAs wait for their tile's count (header[4 + tiles + t] counts those past
+// that wait; the last zeroes both, so the buffers serve the next decode too). This kernel zeroes
+// both for every tile.
 //
 // Launch: grid 1, kThreads threads (any count; 256 is plenty), 4 * kThreads * 4 bytes of dynamic
 // shared memory (mlajit::schedule_shared_bytes). Preconditions: workers >= 1, total cost < 2^31;
