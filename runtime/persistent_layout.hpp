@@ -124,11 +124,12 @@ inline MljScheduleParams schedule_params(const ScheduleShape& s, const int* qo_i
 
 // What the persistent kernel and its reduce read: the buffers `m` as the metadata kernel filled them.
 constexpr MljPersistentLayout persistent_kernel_layout(const ScheduleShape& s, const PersistentMetadata& m) {
+  const PersistentLayout l = persistent_layout(s);
+  int* const counts = m.work_meta_data != nullptr ? m.work_meta_data + 4 : nullptr;  // after the header's 4
   return MljPersistentLayout{m.work_meta_data, m.work_indptr,      m.work_info_set,
                              m.reduce_indptr,  m.reduce_final_map, m.reduce_partial_map,
-                             persistent_layout(s).groups, s.rows_per_item,
-                             m.work_meta_data != nullptr ? m.work_meta_data + 4 : nullptr,
-                             m.work_meta_data != nullptr ? m.work_meta_data + 4 + persistent_layout(s).tiles : nullptr};
+                             l.groups,         s.rows_per_item,    counts,
+                             counts != nullptr ? counts + l.tiles : nullptr};
 }
 
 // Dynamic shared memory of the metadata kernel with `threads` threads.

@@ -67,7 +67,7 @@ MLJ_DEVICE bool grid_work(const MljDecodeParams& p, DecodeWork& work) {
 // by decode_persistent_reduce (decode/combine.cuh). p.num_splits is not read.
 // persistent_item is item i of that list; persistent_walk runs a worker's items through a
 // block-wide `body` (a warp-specialised family walks the items itself, per role: wgmma.cuh) and
-// counts each split piece in layout.pieces_done once it is written (persistent_piece_done).
+// counts each split piece in layout.pieces_done once it is written (PersistentPieceCount).
 template <int kRows>
 MLJ_DEVICE DecodeWork persistent_item(const MljDecodeParams& p, const MljPersistentLayout& layout, int i) {
   const int* item = layout.work_items + (long long)i * kItemInts;
@@ -84,16 +84,10 @@ MLJ_DEVICE DecodeWork persistent_item(const MljDecodeParams& p, const MljPersist
   return work;
 }
 
-// A piece of a split tile has been written (its partial rows and LSEs, by every writer thread of
-// the CTA, each after mlj_fence_device, then a barrier): one thread counts it for the reduce,
-// which waits for its tile's count (decode_persistent_reduce) instead of for all of stage 1.
-template <int kRows>
-MLJ_DEVICE void persistent_piece_done(const MljPersistentLayout& layout, const DecodeWork& work) {
-  mlj_atomic_add(layout.pieces_done + work.request * layout.groups + work.row0 / kRows, 1);
-}
-
-// What a warp-specialised stage-1 CTA does once a split piece is written: nothing on the grid
-// path (its combine waits for the whole grid), a count for the persistent reduce.
+// What a stage-1 CTA does once a split piece is written (its partial rows and LSEs, by every
+// writer thread, each after mlj_fence_device, then a barrier): nothing on the grid path (its
+// combine waits for the whole grid); on the persistent path one thread counts the piece for the
+// reduce, which waits for its tile's count (decode_persistent_reduce) instead of for all of stage 1.
 struct NoPieceCount {
   static constexpr bool kCounts = false;
   MLJ_DEVICE void operator()(const DecodeWork&) const {}
@@ -102,7 +96,9 @@ template <int kRows>
 struct PersistentPieceCount {
   static constexpr bool kCounts = true;
   const MljPersistentLayout& layout;
-  MLJ_DEVICE void operator()(const DecodeWork& work) const { persistent_piece_done<kRows>(layout, work); }
+  MLJ_DEVICE void operator()(const DecodeWork& work) const {
+    mlj_atomic_add(layout.pieces_done + work.request * layout.groups + work.row0 / kRows, 1);
+  }
 };
 
 template <int kRows, class Body>
@@ -117,7 +113,7 @@ MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const MljPersistentLay
     if (work.partial_out != nullptr) {
       mlj_fence_device();
       mlj_barrier();
-      if (threadIdx.x == 0) persistent_piece_done<kRows>(layout, work);
+      if (threadIdx.x == 0) PersistentPieceCount<kRows>{layout}(work);
     }
   }
 }
