@@ -26,7 +26,7 @@ PHASES = {
 }
 
 
-CTAS = re.compile(r"mlj-trace (ctas|phases) .*")
+CTAS = re.compile(r"mlj-trace (ctas|phases|metadata marks) .*")
 
 
 def last_print(lines):

@@ -74,6 +74,20 @@ MLJ_DEVICE int ceil_div(int a, int b) { return (a + b - 1) / b; }
 MLJ_DEVICE int min_int(int a, int b) { return a < b ? a : b; }
 MLJ_DEVICE int max_int(int a, int b) { return a > b ? a : b; }
 
+// floor(a / b) for 0 <= a < 2^52 and 0 < b < 2^31, given inv_b = 1.0 / b, without a 64-bit integer
+// division (a call of ~70 dependent instructions): the double product is within one of a / b, and
+// one integer check each way makes it exact.
+MLJ_DEVICE long long floor_div_by(long long a, int b, double inv_b) {
+  long long q = (long long)((double)a * inv_b);
+  const long long r = a - q * b;
+  if (r < 0) {
+    --q;
+  } else if (r >= b) {
+    ++q;
+  }
+  return q;
+}
+
 // 32- and 64-bit integers from lane src of the warp (every lane calls them with the same src), as
 // the bits of float shuffles.
 MLJ_DEVICE int shfl_int(int v, int src) { return (int)mlj_float_to_bits(mlj_shfl(mlj_bits_to_float((unsigned int)v), src)); }

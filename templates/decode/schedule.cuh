@@ -47,6 +47,7 @@
 
 #include "decode/numeric.cuh"
 #include "decode/params.cuh"
+#include "decode/trace.cuh"
 
 namespace mlj {
 
@@ -83,15 +84,21 @@ MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, int groups, in
 }
 
 // Where worker w's share of a cost line of `total` blocks starts (ScheduleShares: C(w) above), and
-// which worker's share holds position x.
+// which worker's share holds position x. The divisions by total and workers go through their
+// reciprocals (floor_div_by): the metadata kernel is a chain of dependent steps, and a 64-bit
+// integer division is a long one.
 struct ScheduleShares {
   int total;
   int workers;
+  double inv_total;
+  double inv_workers;
+  MLJ_DEVICE ScheduleShares(int total_cost, int worker_count)
+      : total(total_cost), workers(worker_count), inv_total(1.0 / max_int(total_cost, 1)), inv_workers(1.0 / worker_count) {}
   MLJ_DEVICE int start(int w) const {
-    return total >= workers ? (int)((long long)w * total / workers) : min_int(w, total);
+    return total >= workers ? (int)floor_div_by((long long)w * total, workers, inv_workers) : min_int(w, total);
   }
   MLJ_DEVICE int owner(int x) const {
-    const int w = total >= workers ? (int)((((long long)x + 1) * workers - 1) / total) : x;
+    const int w = total >= workers ? (int)floor_div_by(((long long)x + 1) * workers - 1, total, inv_total) : x;
     return min_int(max_int(w, 0), workers - 1);
   }
   // Pieces of a valid tile whose blocks start at `pos`.
@@ -168,10 +175,12 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   int v[4] = {0, 0, 0, -1};
   int total[3];
   for (int t = t0; t < t1; ++t) v[0] += schedule_tile(p, groups, t).cost;
+  trace_metadata_mark(0);  // MLJ_TRACE only (decode/trace.cuh)
   schedule_scan<kThreads>(s, tid, v, total);
+  trace_metadata_mark(1);
   const int cost_base = v[0];
   const int total_cost = total[0];
-  const ScheduleShares shares{total_cost, workers};
+  const ScheduleShares shares(total_cost, workers);
 
   // Pass 2: items, partial slots and split tiles before each segment, and the worker of the
   // segment's last item (-1 without items).
@@ -191,7 +200,9 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     }
     pos += tile.cost;
   }
+  trace_metadata_mark(2);
   schedule_scan<kThreads>(s, tid, v, total);
+  trace_metadata_mark(3);
   const int total_items = total[0];
 
   // Pass 3a: the segment's tiles (partial slots, split tiles), by its owner.
@@ -218,6 +229,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   // one thread): thread tid emits items [i0, i1) of the list. It starts in the segment that holds
   // i0 (a search over the segments' first items, kept in shared memory with their cost, slot
   // and previous item's worker) and walks on across tiles and segments.
+  trace_metadata_mark(4);
   int* seg_item = s;
   int* seg_pos = s + kThreads;
   int* seg_slot = s + 2 * kThreads;
@@ -279,6 +291,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       for (int x = previous_worker + 1; x <= workers; ++x) p.work_indptr[x] = total_items;
     }
   }
+  trace_metadata_mark(5);
   if (tid == kThreads - 1) {
     if (total_items == 0) {
       for (int x = 0; x <= workers; ++x) p.work_indptr[x] = 0;

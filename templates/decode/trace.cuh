@@ -88,6 +88,14 @@ MLJ_DEVICE void trace_cta_end() {
   atomicMax(&mlj_trace_phase_ns[kPhaseStage1Out], now);
 }
 
+// Inside the metadata kernel (decode/schedule.cuh): its first thread's time at the end of each
+// pass and scan, printed with the phases (where its ~6 us go).
+constexpr int kTraceMetadataMarks = 6;
+__device__ unsigned long long mlj_trace_metadata_ns[kTraceMetadataMarks];
+MLJ_DEVICE void trace_metadata_mark(int k) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) mlj_trace_metadata_ns[k] = trace_global_ns();
+}
+
 // The whole CTA is done (its other threads' writes too).
 MLJ_DEVICE void trace_phase_block_last(int phase) {
   __syncthreads();
@@ -103,8 +111,15 @@ MLJ_DEVICE void trace_print_phases() {
     for (int k = 0; k < kTracePhases; ++k) v[k] = e[k] == 0 ? -1 : (long long)(e[k] - e[kPhaseMetadataIn]);
     printf("mlj-trace phases ns: metadata %lld %lld stage1 %lld %lld %lld reduce %lld %lld %lld\n", v[0], v[1], v[2],
            v[3], v[4], v[5], v[6], v[7]);
+    long long m[kTraceMetadataMarks];
+    for (int k = 0; k < kTraceMetadataMarks; ++k) {
+      m[k] = mlj_trace_metadata_ns[k] == 0 ? -1 : (long long)(mlj_trace_metadata_ns[k] - e[kPhaseMetadataIn]);
+    }
+    printf("mlj-trace metadata marks ns: pass1 %lld scan1 %lld pass2 %lld scan2 %lld pass3a %lld pass3b %lld\n", m[0], m[1],
+           m[2], m[3], m[4], m[5]);
   }
   for (int k = 0; k < kTracePhases; ++k) e[k] = 0;
+  for (int k = 0; k < kTraceMetadataMarks; ++k) mlj_trace_metadata_ns[k] = 0;
 }
 
 // One thread of the module's stage 2, after stage 1 has finished: print and clear.
@@ -165,6 +180,7 @@ MLJ_DEVICE void trace_phase_first(int) {}
 MLJ_DEVICE void trace_phase_last(int) {}
 MLJ_DEVICE void trace_phase_block_last(int) {}
 MLJ_DEVICE void trace_print_phases() {}
+MLJ_DEVICE void trace_metadata_mark(int) {}
 #endif
 
 }  // namespace mlj

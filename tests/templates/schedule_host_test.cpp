@@ -318,5 +318,29 @@ TEST(PersistentSchedule, EveryWorkerGetsAnEvenShare) {
   EXPECT_GE(cost.back() + shape.overhead, share - shape.overhead) << "the last worker's blocks";
 }
 
+// The shares' divisions go through reciprocals (floor_div_by); they must still be exact, at exact
+// multiples (where the product may land just below the quotient) and at the largest operands
+// the schedule forms (positions near 2^31 times a few thousand workers).
+TEST(PersistentSchedule, FloorDivByIsExact) {
+  std::mt19937_64 rng(7);
+  const auto check_one = [](long long a, int b) {
+    ASSERT_EQ(mlj::floor_div_by(a, b, 1.0 / b), a / b) << a << " / " << b;
+  };
+  for (int b : {1, 2, 3, 7, 64, 132, 133, 1000, 4096, 65535, 1 << 20, 2147483647}) {
+    for (long long q : {0LL, 1LL, 2LL, 131LL, 1LL << 20, (1LL << 31) - 1, 1LL << 35}) {
+      for (long long r : {0LL, 1LL, (long long)b - 1}) {
+        const long long a = q * b + r;
+        if (r < b && a >= 0 && a < (1LL << 52)) check_one(a, b);
+      }
+    }
+  }
+  for (int k = 0; k < 200000; ++k) {
+    const int b = 1 + int(rng() % 2147483647ULL);
+    const long long a = (long long)(rng() % (1ULL << (rng() % 48 + 1)));
+    check_one(a, b);
+    check_one((long long)(rng() % 2147483648ULL) * (1 + int(rng() % 4096)), 1 + int(rng() % 4096));
+  }
+}
+
 }  // namespace
 }  // namespace mlajit
