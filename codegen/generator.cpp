@@ -23,6 +23,9 @@ constexpr std::string_view k_persistent_template = "decode/persistent.cu.in";
 // but no template: bump kGeneratorVersion with it (cached kernels).
 constexpr int k_combine_threads = 256;
 constexpr int k_combine_min_blocks = 3;
+// The persistent reduce waits for its tile inside merge_partials, after reading the slots, and
+// holds the first partials' rows across that wait: at 3 CTAs an SM (80 registers) ptxas spills.
+constexpr int k_reduce_min_blocks = 2;
 constexpr int k_schedule_threads = 256;
 
 std::string_view kernel_type(DType t) { return dtype_name(t); }
@@ -73,7 +76,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   if (persistent) {
     source.schedule_entry = "mla_decode_schedule";
     source.schedule_threads = k_schedule_threads;
-    source.schedule_shared_bytes = 4 * k_schedule_threads * int(sizeof(int));  // persistent_schedule's scan
+    source.schedule_shared_bytes = 5 * k_schedule_threads * int(sizeof(int));  // persistent_schedule: 5 ints a thread
   }
 
   const std::string platform = target.backend == Backend::cuda ? "nvidia" : "amd";
@@ -111,7 +114,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
       {"shared_bytes", std::to_string(source.stage1_shared_bytes)},
       {"stage1_header", stage1_header},
       {"combine_threads", std::to_string(source.combine_threads)},
-      {"combine_min_blocks", std::to_string(k_combine_min_blocks)},
+      {"combine_min_blocks", std::to_string(persistent ? k_reduce_min_blocks : k_combine_min_blocks)},
   };
   std::map<std::string, std::string> values = {
       {"config", render(templates::file(k_config_template).text, config_values, k_config_template)},

@@ -12,7 +12,7 @@
 namespace mlajit {
 
 // Bumped whenever generated code changes in a way the template hashes would not show.
-inline constexpr int kGeneratorVersion = 2;
+inline constexpr int kGeneratorVersion = 3;
 
 struct SourceHeader {
   std::string include_name;  // as written in #include "..."

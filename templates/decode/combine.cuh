@@ -66,13 +66,17 @@ MLJ_DEVICE int merge_ways(int n) {
 // partial_lse[row], natural log); writes out[out_row] = sum_k exp(lse_k - m) o_k /
 // sum_k exp(lse_k - m) (m = max_k lse_k) as Cfg::OutType and, when Cfg::kWriteLse,
 // lse[out_row] = m + log(sum). A row whose partials all have LSE -inf (or n == 0) gets 0 and LSE
-// -inf, reading no partial output. Partials of weight 0 are not read. Every warp of a row reads
-// all its LSEs once (lane l: partials l, l + W, ...; it keeps the rows and LSEs of the first two,
-// handed to the other lanes by shuffles), then its own partials' rows, kUnroll at a time.
+// -inf. A partial of weight 0 contributes nothing, even when its row was never written (NaN):
+// the first kUnroll of a warp's partials are read with the LSEs, before the weights are known,
+// and dropped when their weight is 0; later ones are not read. Every warp of a row reads all its
+// LSEs once (lane l: partials l, l + W, ...; it keeps the rows and LSEs of the first two, handed
+// to the other lanes by shuffles), then its own partials' rows, kUnroll at a time.
+// Every thread calls ready() (uniformly: it may hold a barrier) once the partials' rows are
+// known and before any partial or LSE is read (the persistent reduce waits there for its tile).
 // partial_out must be 16-byte aligned.
-template <class Cfg, class PartialRow>
+template <class Cfg, class PartialRow, class Ready>
 MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_lse, int n, PartialRow partial_row,
-                               void* out, float* lse, long long out_row, bool active, int ways) {
+                               Ready ready, void* out, float* lse, long long out_row, bool active, int ways) {
   constexpr int kVDim = Cfg::kKvLoraRank;
   constexpr int kWarp = MLJ_WARP_SIZE;
   constexpr int kWarps = kCombineWarps<Cfg>;
@@ -92,13 +96,57 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
   float held_lse[2] = {mlj_neg_inf(), mlj_neg_inf()};
   float m = mlj_neg_inf(), sum = 0.0f;
   float acc[S::kPerLane][S::kVec] = {};
+  // The row of this warp's partial k (uniform over the warp): from the lane that holds it.
+  auto row_of = [&](int k) {
+    return k < 2 * kWarp ? shfl_long(k >= kWarp ? held_row[1] : held_row[0], k % kWarp) : partial_row(k);
+  };
+  auto accumulate = [&](const float (&w)[S::kUnroll], const Vec (&v)[S::kUnroll][S::kPerLane]) {
+#pragma unroll
+    for (int u = 0; u < S::kUnroll; ++u) {
+#pragma unroll
+      for (int i = 0; i < S::kPerLane; ++i) {
+#pragma unroll
+        for (int e = 0; e < S::kVec; ++e) acc[i][e] = mlj_fma(w[u], v[u][i].v[e], acc[i][e]);
+      }
+    }
+  };
   if (active) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      if (lane + h * kWarp < n) {
-        held_row[h] = partial_row(lane + h * kWarp);
-        held_lse[h] = partial_lse[held_row[h]];
+      if (lane + h * kWarp < n) held_row[h] = partial_row(lane + h * kWarp);
+    }
+  }
+  ready();  // the partials may be read from here on
+  // The first kUnroll of this warp's partials are read together with the LSEs, before their
+  // weights are known (one round trip instead of two on the merge's path; a partial of weight 0,
+  // possibly never written, is dropped after the read) - when the registers allow: the rows held
+  // meanwhile and the sums (kPerLane vectors a lane) both live (at 512 columns, not at 1024).
+  constexpr bool kReadAhead = S::kPerLane * S::kVec <= 16;
+  Vec first[S::kUnroll][S::kPerLane];
+  const int mine = active ? (n - way + ways - 1) / ways : 0;  // this warp's partials k = way + ways * j
+  auto read_first = [&](bool wanted[S::kUnroll]) {
+#pragma unroll
+    for (int u = 0; u < S::kUnroll; ++u) {
+      const long long r = wanted[u] ? row_of(way + ways * u) : 0;  // wanted[u]: uniform over the warp
+      const Vec* src = reinterpret_cast<const Vec*>(partial_out + r * kVDim);
+#pragma unroll
+      for (int i = 0; i < S::kPerLane; ++i) {
+        const int g = S::vector(lane, i);
+        first[u][i] = Vec{};
+        if (wanted[u] && g >= 0) first[u][i] = src[g];
       }
+    }
+  };
+  if (active) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (lane + h * kWarp < n) held_lse[h] = partial_lse[held_row[h]];
+    }
+    if (kReadAhead) {
+      bool real[S::kUnroll];
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) real[u] = u < mine;
+      read_first(real);
     }
     m = fmaxf(held_lse[0], held_lse[1]);
     for (int k = lane + 2 * kWarp; k < n; k += kWarp) m = fmaxf(m, partial_lse[partial_row(k)]);
@@ -111,25 +159,38 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
     sum = held_weight[0] + held_weight[1];
     for (int k = lane + 2 * kWarp; k < n; k += kWarp) sum += weight(partial_lse[partial_row(k)]);
     sum = warp_sum(sum);
-    // This warp's partials k = way + ways * j, j < mine, kUnroll at a time.
-    const int mine = (n - way + ways - 1) / ways;
-    for (int j0 = 0; j0 < mine; j0 += S::kUnroll) {
+    // The weight of this warp's partial j (0 past its last).
+    auto weight_of = [&](int j) {
+      const int k = way + ways * j;  // uniform over the warp
+      if (j >= mine) return 0.0f;
+      if (k < 2 * kWarp) return mlj_shfl(k >= kWarp ? held_weight[1] : held_weight[0], k % kWarp);
+      return weight(partial_lse[partial_row(k)]);
+    };
+    {
+      float w[S::kUnroll];
+      bool weighted[S::kUnroll];
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+        w[u] = weight_of(u);
+        weighted[u] = w[u] != 0.0f;
+      }
+      if (!kReadAhead) read_first(weighted);
+#pragma unroll
+      for (int u = 0; u < S::kUnroll; ++u) {
+#pragma unroll
+        for (int i = 0; i < S::kPerLane; ++i) {
+          if (!weighted[u]) first[u][i] = Vec{};
+        }
+      }
+      accumulate(w, first);
+    }
+    for (int j0 = S::kUnroll; j0 < mine; j0 += S::kUnroll) {
       float w[S::kUnroll];
       Vec v[S::kUnroll][S::kPerLane];
 #pragma unroll
       for (int u = 0; u < S::kUnroll; ++u) {
-        const int k = way + ways * (j0 + u);  // uniform over the warp
-        long long r = 0;
-        w[u] = 0.0f;
-        if (k < 2 * kWarp) {  // held by lane k % W
-          const bool second = k >= kWarp;
-          r = shfl_long(second ? held_row[1] : held_row[0], k % kWarp);
-          w[u] = mlj_shfl(second ? held_weight[1] : held_weight[0], k % kWarp);
-          if (j0 + u >= mine) w[u] = 0.0f;
-        } else if (j0 + u < mine) {
-          r = partial_row(k);
-          w[u] = weight(partial_lse[r]);
-        }
+        w[u] = weight_of(j0 + u);
+        const long long r = w[u] != 0.0f ? row_of(way + ways * (j0 + u)) : 0;
         const Vec* src = reinterpret_cast<const Vec*>(partial_out + r * kVDim);
 #pragma unroll
         for (int i = 0; i < S::kPerLane; ++i) {
@@ -138,14 +199,7 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
           if (w[u] != 0.0f && g >= 0) v[u][i] = src[g];
         }
       }
-#pragma unroll
-      for (int u = 0; u < S::kUnroll; ++u) {
-#pragma unroll
-        for (int i = 0; i < S::kPerLane; ++i) {
-#pragma unroll
-          for (int e = 0; e < S::kVec; ++e) acc[i][e] = mlj_fma(w[u], v[u][i].v[e], acc[i][e]);
-        }
-      }
+      accumulate(w, v);
     }
   }
   if (ways > 1) {  // uniform over the CTA
@@ -195,8 +249,8 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
   const long long rows = (long long)p.total_q * Cfg::kHeads;
   const int rows_per_cta = kCombineWarps<Cfg> / p.ways;
   const long long row = (long long)blockIdx.x * rows_per_cta + int(threadIdx.x) / MLJ_WARP_SIZE / p.ways;
-  merge_partials<Cfg>(p.partial_out, p.partial_lse, p.num_splits, [=](int k) { return k * rows + row; }, p.out,
-                      p.lse, row, row < rows, p.ways);
+  merge_partials<Cfg>(p.partial_out, p.partial_lse, p.num_splits, [=](int k) { return k * rows + row; }, [] {},
+                      p.out, p.lse, row, row < rows, p.ways);
 }
 
 // Persistent decode, reduce (decode/schedule.cuh's design note). Fixed grid, graph-safe:
@@ -230,24 +284,29 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
   const bool active = r < rows_per_item && row < (p.qo_indptr[b + 1] - q_begin) * Cfg::kHeads;
   // Everything above is the metadata kernel's or the caller's, complete before stage 1 let this
   // grid launch (it calls launch_dependents after its own wait); so it is read while stage 1
-  // runs. The partials wait for their own tile only: stage 1 counts each piece once written
+  // runs, and so are the partials' slots (merge_partials reads them before `ready`). The
+  // partials wait for their own tile only: stage 1 counts each piece once written
   // (layout.pieces_done, zeroed by the metadata kernel), so a tile's merge runs on an SM a
   // finished worker freed while the others still stream (stage 1 fills every SM while it runs,
   // and all its CTAs are resident before any of these launch: a wait here cannot block them).
   // The tile's last reduce CTA past this wait zeroes both counts (none reads them again in this
   // decode), so the same metadata serves the next decode, whose stage 1 starts after this grid.
-  if (threadIdx.x == 0) {
-    while (mlj_load_acquire(layout.pieces_done + t) < n) mlj_spin_pause();
-    const int users = min_int(int(gridDim.x), ceil_div(rows_per_item, rows_per_cta));  // CTAs not returned above
-    if (mlj_atomic_add(layout.pieces_taken + t, 1) == users - 1) {
-      layout.pieces_taken[t] = 0;
-      layout.pieces_done[t] = 0;
+  int* const done = layout.pieces_done + t;
+  int* const taken = layout.pieces_taken + t;
+  const auto pieces_written = [=] {
+    if (threadIdx.x == 0) {
+      while (mlj_load_acquire(done) < n) mlj_spin_pause();
+      const int users = min_int(int(gridDim.x), ceil_div(rows_per_item, rows_per_cta));  // CTAs not returned above
+      if (mlj_atomic_add(taken, 1) == users - 1) {
+        *taken = 0;
+        *done = 0;
+      }
     }
-  }
-  mlj_barrier();
-  trace_phase_first(kPhaseReduceWaited);
+    mlj_barrier();
+    trace_phase_first(kPhaseReduceWaited);
+  };
   merge_partials<Cfg>(p.partial_out, p.partial_lse, n,
-                      [=](int k) { return (long long)slots[k] * rows_per_item + r; }, p.out, p.lse,
+                      [=](int k) { return (long long)slots[k] * rows_per_item + r; }, pieces_written, p.out, p.lse,
                       (long long)q_begin * Cfg::kHeads + row, active, ways);
   trace_phase_last(kPhaseReduceOut);
 }

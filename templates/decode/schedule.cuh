@@ -39,7 +39,7 @@
 // that wait; the last zeroes both, so the buffers serve the next decode too). This kernel zeroes
 // both for every tile.
 //
-// Launch: grid 1, kThreads threads (any count; 256 is plenty), 4 * kThreads * 4 bytes of dynamic
+// Launch: grid 1, kThreads threads (any count; 256 is plenty), 5 * kThreads * 4 bytes of dynamic
 // shared memory (mlajit::schedule_shared_bytes). Preconditions: workers >= 1, total cost < 2^31;
 // requests with more than s_q query tokens are clamped to s_q rows (the layout assumes s_q max).
 // Checked on the CPU against reference/persistent_schedule.cpp (tests/templates/schedule_host_test).
@@ -70,18 +70,34 @@ struct ScheduleTile {
   int cost;    // blocks + overhead when valid, else 0
 };
 
+MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, bool valid, int kv_len) {
+  ScheduleTile tile;
+  tile.valid = valid;
+  tile.kv_len = kv_len;
+  tile.blocks = ceil_div(kv_len, p.kv_block);
+  tile.cost = valid ? tile.blocks + p.overhead : 0;
+  return tile;
+}
+
 MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, int groups, int t) {
   const int b = t / groups;
   const int g = t - b * groups;
   const int q_count = min_int(max_int(p.qo_indptr[b + 1] - p.qo_indptr[b], 0), p.s_q);
   const int pages = p.kv_indptr[b + 1] - p.kv_indptr[b];
-  ScheduleTile tile;
-  tile.valid = g * p.rows_per_item < q_count * p.heads;
-  tile.kv_len = pages > 0 ? (pages - 1) * p.page_size + p.kv_last_page_lens[b] : 0;
-  tile.blocks = ceil_div(tile.kv_len, p.kv_block);
-  tile.cost = tile.valid ? tile.blocks + p.overhead : 0;
-  return tile;
+  return schedule_tile(p, g * p.rows_per_item < q_count * p.heads,
+                       pages > 0 ? (pages - 1) * p.page_size + p.kv_last_page_lens[b] : 0);
 }
+
+// A thread's tiles (its segment): the first read once, in pass 1, and kept (in registers, and in
+// shared memory for the threads that emit its items); the others (more tiles than threads) are
+// read again where they are needed. Every pass is one step of a chain of dependent latencies.
+struct ScheduleSegment {
+  int t0;
+  ScheduleTile first;
+  MLJ_DEVICE ScheduleTile tile(const MljScheduleParams& p, int groups, int t) const {
+    return t == t0 ? first : schedule_tile(p, groups, t);
+  }
+};
 
 // Where worker w's share of a cost line of `total` blocks starts (ScheduleShares: C(w) above), and
 // which worker's share holds position x. The divisions by total and workers go through their
@@ -158,7 +174,7 @@ MLJ_DEVICE void schedule_scan(int* s, int tid, int v[4], int total[3]) {
   mlj_barrier();  // s may be reused
 }
 
-// One CTA of kThreads threads; dynamic shared memory: 4 * kThreads ints.
+// One CTA of kThreads threads; dynamic shared memory: 5 * kThreads ints.
 template <int kThreads>
 MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int tid = threadIdx.x;
@@ -171,10 +187,13 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int t0 = min_int(tiles, tid * per_thread);
   const int t1 = min_int(tiles, t0 + per_thread);
 
+  ScheduleSegment segment{t0, ScheduleTile{false, 0, 0, 0}};
+  if (t0 < t1) segment.first = schedule_tile(p, groups, t0);
+
   // Pass 1: cost line.
   int v[4] = {0, 0, 0, -1};
   int total[3];
-  for (int t = t0; t < t1; ++t) v[0] += schedule_tile(p, groups, t).cost;
+  for (int t = t0; t < t1; ++t) v[0] += segment.tile(p, groups, t).cost;
   trace_metadata_mark(0);  // MLJ_TRACE only (decode/trace.cuh)
   schedule_scan<kThreads>(s, tid, v, total);
   trace_metadata_mark(1);
@@ -188,7 +207,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   v[3] = -1;
   int pos = cost_base;
   for (int t = t0; t < t1; ++t) {
-    const ScheduleTile tile = schedule_tile(p, groups, t);
+    const ScheduleTile tile = segment.tile(p, groups, t);
     if (tile.valid) {
       const int pieces = shares.pieces(pos, tile.blocks);
       v[0] += pieces;
@@ -210,7 +229,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     int slot = v[1], split = v[2];
     pos = cost_base;
     for (int t = t0; t < t1; ++t) {
-      const ScheduleTile tile = schedule_tile(p, groups, t);
+      const ScheduleTile tile = segment.tile(p, groups, t);
       p.reduce_indptr[t] = slot;
       p.header[4 + t] = 0;          // pieces done (stage 1 counts, the reduce waits)
       p.header[4 + tiles + t] = 0;  // reduce CTAs past that wait
@@ -234,10 +253,12 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   int* seg_pos = s + kThreads;
   int* seg_slot = s + 2 * kThreads;
   int* seg_worker = s + 3 * kThreads;  // the worker of the item before the segment's first
+  int* seg_len = s + 4 * kThreads;     // the KV tokens of its first tile, -1 when not valid
   seg_item[tid] = v[0];
   seg_pos[tid] = cost_base;
   seg_slot[tid] = v[1];
   seg_worker[tid] = v[3];
+  seg_len[tid] = segment.first.valid ? segment.first.kv_len : -1;
   mlj_barrier();
   const int share = ceil_div(total_items, kThreads);
   const int i0 = min_int(total_items, tid * share);
@@ -257,7 +278,8 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     int item = seg_item[seg], slot = seg_slot[seg], previous_worker = seg_worker[seg];
     pos = seg_pos[seg];
     for (int i = i0; i < i1; ++t) {  // the tiles run on across segments: theirs are contiguous
-      const ScheduleTile tile = schedule_tile(p, groups, t);
+      const int len = t % per_thread == 0 ? seg_len[t / per_thread] : 0;  // a segment's first tile
+      const ScheduleTile tile = t % per_thread == 0 ? schedule_tile(p, len >= 0, max_int(len, 0)) : schedule_tile(p, groups, t);
       if (tile.valid) {
         const int pieces = shares.pieces(pos, tile.blocks);
         const int first = shares.owner(pos);
