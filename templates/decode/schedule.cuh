@@ -260,6 +260,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   seg_worker[tid] = v[3];
   seg_len[tid] = segment.first.valid ? segment.first.kv_len : -1;
   mlj_barrier();
+  trace_metadata_mark(6);
   const int share = ceil_div(total_items, kThreads);
   const int i0 = min_int(total_items, tid * share);
   const int i1 = min_int(total_items, i0 + share);
@@ -274,6 +275,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       }
     }
     const int seg = lo - 1;  // holds i0 (segments without items start where the next one does)
+    trace_metadata_mark(7);
     int t = seg * per_thread;
     int item = seg_item[seg], slot = seg_slot[seg], previous_worker = seg_worker[seg];
     pos = seg_pos[seg];
@@ -308,6 +310,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       }
       pos += tile.cost;
     }
+    trace_metadata_mark(8);
     // The workers after the last item's (all of them without items) start at the list's end.
     if (i1 == total_items) {
       for (int x = previous_worker + 1; x <= workers; ++x) p.work_indptr[x] = total_items;
