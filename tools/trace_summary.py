@@ -78,7 +78,8 @@ def cta_prints(lines):
 def summarise_ctas(prints, out=sys.stdout):
     """The last print's latest CTAs and their SMs, and, with two prints or more, how alike the
     last two are per SM (the correlation of each SM's CTA duration between them: near 1 when the
-    same SMs are slow in every run)."""
+    same SMs are slow in every run); with three or more, over all prints, which SMs end last and
+    which lag most behind each print's mean end."""
     if not prints:
         return
     last = prints[-1]
@@ -99,6 +100,22 @@ def summarise_ctas(prints, out=sys.stdout):
     var = (sum((x - ma) ** 2 for x in xa) * sum((y - mb) ** 2 for y in xb)) ** 0.5
     corr = cov / var if var > 0 else float("nan")
     out.write(f"per-SM CTA duration, last two prints ({len(sms)} SMs): correlation {corr:.2f}\n")
+    if len(prints) < 3:
+        return
+    # Over every print: which SM ends last how often, and each SM's mean lag behind its print's
+    # mean end (a steady slow SM shows in both; a weighting per SM would target these).
+    last_sm, lag = {}, {}
+    for p in prints:
+        mean_end = statistics.mean(end for _, _, end in p.values())
+        sm_last = max(p.values(), key=lambda v: v[2])[0]
+        last_sm[sm_last] = last_sm.get(sm_last, 0) + 1
+        for sm, _, end in p.values():
+            lag.setdefault(sm, []).append(end - mean_end)
+    often = ", ".join(f"sm {sm} {n}x" for sm, n in sorted(last_sm.items(), key=lambda kv: -kv[1])[:4])
+    out.write(f"last CTA over {len(prints)} prints: {often}\n")
+    slow = sorted(lag.items(), key=lambda kv: -statistics.mean(kv[1]))[:6]
+    lags = ", ".join(f"sm {sm} {statistics.mean(v) / 1000:+.1f}" for sm, v in slow)
+    out.write(f"largest mean lag behind each print's mean end (us): {lags}\n")
 
 
 PHASE_LINE = re.compile(r"mlj-trace phases ns: metadata (-?\d+) (-?\d+) stage1 (-?\d+) (-?\d+) (-?\d+) "
