@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "codegen/render.hpp"
+#include "templates/decode/params.cuh"
 #include "templates/embedded.hpp"
 
 namespace mlajit {
@@ -76,7 +77,7 @@ Source generate(const Spec& spec_in, const TileConfig& tile, const Target& targe
   if (persistent) {
     source.schedule_entry = "mla_decode_schedule";
     source.schedule_threads = k_schedule_threads;
-    source.schedule_shared_bytes = 5 * k_schedule_threads * int(sizeof(int));  // persistent_schedule: 5 ints a thread
+    source.schedule_shared_bytes = kMljScheduleSharedIntsPerThread * k_schedule_threads * int(sizeof(int));
   }
 
   const std::string platform = target.backend == Backend::cuda ? "nvidia" : "amd";

@@ -133,7 +133,9 @@ constexpr MljPersistentLayout persistent_kernel_layout(const ScheduleShape& s, c
 }
 
 // Dynamic shared memory of the metadata kernel with `threads` threads.
-constexpr std::size_t schedule_shared_bytes(int threads) { return std::size_t(5) * threads * sizeof(int); }
+constexpr std::size_t schedule_shared_bytes(int threads) {
+  return std::size_t(kMljScheduleSharedIntsPerThread) * threads * sizeof(int);
+}
 
 static_assert(persistent_layout(1024, 128, 3, 16, 132).tiles == 1024 * 24);
 static_assert(persistent_layout(1, 16, 1, 16, 1).max_partials == 0);

@@ -42,6 +42,10 @@ struct MljCombineParams {
 // Persistent-decode metadata (decode/schedule.cuh). Six int32 buffers (the caller's, or sections of
 // one buffer) whose sizes mlajit::persistent_layout (runtime/persistent_layout.hpp) computes from
 // (batch, heads, s_q, rows_per_item, workers) only, never from device data.
+// Dynamic shared memory of the metadata kernel, in ints a thread (decode/schedule.cuh: the scans'
+// scratch, then its five per-segment arrays).
+constexpr int kMljScheduleSharedIntsPerThread = 5;
+
 struct MljScheduleParams {
   const int* qo_indptr;          // [batch + 1]
   const int* kv_indptr;          // [batch + 1] pages (or tokens when page_size == 1)

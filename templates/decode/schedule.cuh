@@ -39,8 +39,8 @@
 // that wait; the last zeroes both, so the buffers serve the next decode too). This kernel zeroes
 // both for every tile.
 //
-// Launch: grid 1, kThreads threads (any count; 256 is plenty), 5 * kThreads * 4 bytes of dynamic
-// shared memory (mlajit::schedule_shared_bytes). Preconditions: workers >= 1, total cost < 2^31;
+// Launch: grid 1, kThreads threads (any count; 256 is plenty), kMljScheduleSharedIntsPerThread *
+// kThreads ints of dynamic shared memory (mlajit::schedule_shared_bytes). Preconditions: workers >= 1, total cost < 2^31;
 // requests with more than s_q query tokens are clamped to s_q rows (the layout assumes s_q max).
 // Checked on the CPU against reference/persistent_schedule.cpp (tests/templates/schedule_host_test).
 #pragma once
@@ -174,7 +174,7 @@ MLJ_DEVICE void schedule_scan(int* s, int tid, int v[4], int total[3]) {
   mlj_barrier();  // s may be reused
 }
 
-// One CTA of kThreads threads; dynamic shared memory: 5 * kThreads ints.
+// One CTA of kThreads threads; dynamic shared memory: kMljScheduleSharedIntsPerThread * kThreads ints.
 template <int kThreads>
 MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int tid = threadIdx.x;
@@ -254,13 +254,14 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   int* seg_slot = s + 2 * kThreads;
   int* seg_worker = s + 3 * kThreads;  // the worker of the item before the segment's first
   int* seg_len = s + 4 * kThreads;     // the KV tokens of its first tile, -1 when not valid
+  static_assert(kMljScheduleSharedIntsPerThread >= 5, "five per-segment arrays in shared memory");
   seg_item[tid] = v[0];
   seg_pos[tid] = cost_base;
   seg_slot[tid] = v[1];
   seg_worker[tid] = v[3];
   seg_len[tid] = segment.first.valid ? segment.first.kv_len : -1;
   mlj_barrier();
-  trace_metadata_mark(6);
+  trace_metadata_mark(5);
   const int share = ceil_div(total_items, kThreads);
   const int i0 = min_int(total_items, tid * share);
   const int i1 = min_int(total_items, i0 + share);
@@ -275,7 +276,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       }
     }
     const int seg = lo - 1;  // holds i0 (segments without items start where the next one does)
-    trace_metadata_mark(7);
+    trace_metadata_mark(6);
     int t = seg * per_thread;
     int item = seg_item[seg], slot = seg_slot[seg], previous_worker = seg_worker[seg];
     pos = seg_pos[seg];
@@ -310,13 +311,13 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       }
       pos += tile.cost;
     }
-    trace_metadata_mark(8);
+    trace_metadata_mark(7);
     // The workers after the last item's (all of them without items) start at the list's end.
     if (i1 == total_items) {
       for (int x = previous_worker + 1; x <= workers; ++x) p.work_indptr[x] = total_items;
     }
   }
-  trace_metadata_mark(5);
+  trace_metadata_mark(8);
   if (tid == kThreads - 1) {
     if (total_items == 0) {
       for (int x = 0; x <= workers; ++x) p.work_indptr[x] = 0;

@@ -115,8 +115,8 @@ MLJ_DEVICE void trace_print_phases() {
     for (int k = 0; k < kTraceMetadataMarks; ++k) {
       m[k] = mlj_trace_metadata_ns[k] == 0 ? -1 : (long long)(mlj_trace_metadata_ns[k] - e[kPhaseMetadataIn]);
     }
-    printf("mlj-trace metadata marks ns: pass1 %lld scan1 %lld pass2 %lld scan2 %lld pass3a %lld pass3b %lld (segments shared "
-           "%lld, search %lld, walk %lld)\n", m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]);
+    printf("mlj-trace metadata marks ns: pass1 %lld scan1 %lld pass2 %lld scan2 %lld pass3a %lld pass3b: segments shared "
+           "%lld, search %lld, walk %lld, end %lld\n", m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]);
   }
   for (int k = 0; k < kTracePhases; ++k) e[k] = 0;
   for (int k = 0; k < kTraceMetadataMarks; ++k) mlj_trace_metadata_ns[k] = 0;
