@@ -32,7 +32,19 @@ PersistentSchedule persistent_schedule(const ScheduleShape& shape, const std::ve
   // Worker w's share of the cost line is [start(w), start(w + 1)): floor(w * total / workers), or
   // one block each when there are fewer blocks than workers.
   const long total = out.total_cost;
-  const int workers = shape.workers;
+  // Tiles of one cost, at most one a worker: as many workers as keep every cut on a tile's
+  // boundary or an equal split of every tile, when that idles at most 1/16 of them.
+  int valid = 0, largest = 0;
+  for (const Tile& tile : tiles) {
+    if (!tile.valid) continue;
+    ++valid;
+    largest = std::max(largest, tile.blocks + shape.overhead);
+  }
+  int workers = shape.workers;
+  if (valid >= 1 && valid <= workers && long(valid) * largest == total &&
+      (workers - valid * (workers / valid)) * 16 <= workers) {
+    workers = valid * (workers / valid);
+  }
   auto start = [&](long worker) { return total >= workers ? worker * total / workers : std::min(worker, total); };
 
   // Worker `w` has filled the cost line up to `pos`.

@@ -12,7 +12,8 @@
 // [C(w), C(w+1)), C(w) = floor(w * total / workers) (shares of floor or ceil of total / workers
 // blocks; with fewer blocks than workers, C(w) = min(w, total): one block each): a tile's blocks
 // are cut at the C(w) into pieces (work items), each owned by the worker holding its first block;
-// a tile with no KV is one item of its worker. So every worker's items are one contiguous run of
+// a tile with no KV is one item of its worker. (`workers` here is the sharing count of
+// schedule_sharing_workers: all of them but for some uniform lines; the rest get empty lists.) So every worker's items are one contiguous run of
 // the item list (work_indptr), the KV cuts are kv_block-aligned, and a worker pays at most
 // Q + overhead, Q = ceil(total / workers) (the last item's overhead may lie past its range). At most workers - 1 cuts exist: items <= tiles + workers - 1, split
 // tiles <= workers - 1, partial slots <= 2 * (workers - 1).
@@ -138,11 +139,12 @@ MLJ_DEVICE void schedule_warp_scan(int x[4], int lane) {
 }
 
 // Block-wide scans of four ints per thread: v[0..2] become each thread's exclusive prefix sums
-// (the totals in total[]), v[3] the largest v[3] of the threads before it (-1 for thread 0).
-// Within each warp by shuffles, then across the warps' totals (warp 0, shuffles again) through
-// shared memory s (8 * warps + 3 ints <= 4 * kThreads); three barriers.
+// (the totals in total[0..2]), v[3] the largest v[3] of the threads before it (-1 for thread 0;
+// the largest of all in total[3]). Within each warp by shuffles, then across the warps' totals
+// (warp 0, shuffles again) through shared memory s (8 * warps + 4 ints <= 4 * kThreads); three
+// barriers.
 template <int kThreads>
-MLJ_DEVICE void schedule_scan(int* s, int tid, int v[4], int total[3]) {
+MLJ_DEVICE void schedule_scan(int* s, int tid, int v[4], int total[4]) {
   constexpr int kWarps = kThreads / MLJ_WARP_SIZE;
   static_assert(kThreads % MLJ_WARP_SIZE == 0 && kWarps <= MLJ_WARP_SIZE, "schedule_scan: whole warps, at most a warp of them");
   const int lane = tid % MLJ_WARP_SIZE;
@@ -162,16 +164,25 @@ MLJ_DEVICE void schedule_scan(int* s, int tid, int v[4], int total[3]) {
     for (int k = 0; k < 4; ++k) {
       const int before = shfl_int(t[k], lane > 0 ? lane - 1 : 0);  // warps before warp `lane`
       if (lane < kWarps) s[(4 + k) * kWarps + lane] = lane > 0 ? before : (k < 3 ? 0 : -1);
-      if (k < 3 && lane == kWarps - 1) s[8 * kWarps + k] = t[k];
+      if (lane == kWarps - 1) s[8 * kWarps + k] = t[k];
     }
   }
   mlj_barrier();
-  for (int k = 0; k < 3; ++k) {
-    v[k] = s[(4 + k) * kWarps + warp] + x[k] - v[k];
-    total[k] = s[8 * kWarps + k];
-  }
+  for (int k = 0; k < 3; ++k) v[k] = s[(4 + k) * kWarps + warp] + x[k] - v[k];
+  for (int k = 0; k < 4; ++k) total[k] = s[8 * kWarps + k];
   v[3] = max_int(s[7 * kWarps + warp], max_before_in_warp);
   mlj_barrier();  // s may be reused
+}
+
+// How many workers share the line (the others get empty lists). All of them, except for a line
+// of `valid` tiles of equal cost with valid <= workers: then valid * floor(workers / valid) when
+// that leaves at most workers / 16 idle, so that every cut falls on a tile's boundary or splits
+// every tile into equal pieces (a uniform batch of 128 requests on 132 workers: 128 unsplit tiles,
+// no partial and no merge, instead of 131 cuts that split 127 tiles).
+MLJ_DEVICE int schedule_sharing_workers(int workers, int valid, int total_cost, int largest_cost) {
+  if (valid < 1 || valid > workers || (long long)valid * largest_cost != total_cost) return workers;
+  const int aligned = valid * (workers / valid);
+  return (workers - aligned) * 16 <= workers ? aligned : workers;
 }
 
 // One CTA of kThreads threads; dynamic shared memory: kMljScheduleSharedIntsPerThread * kThreads ints.
@@ -190,16 +201,24 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   ScheduleSegment segment{t0, ScheduleTile{false, 0, 0, 0}};
   if (t0 < t1) segment.first = schedule_tile(p, groups, t0);
 
-  // Pass 1: cost line.
+  // Pass 1: cost line, and the valid tiles' count and largest cost (all equal when the line is
+  // count x largest).
   int v[4] = {0, 0, 0, -1};
-  int total[3];
-  for (int t = t0; t < t1; ++t) v[0] += segment.tile(p, groups, t).cost;
+  int total[4];
+  for (int t = t0; t < t1; ++t) {
+    const ScheduleTile tile = segment.tile(p, groups, t);
+    v[0] += tile.cost;
+    if (tile.valid) {
+      v[1] += 1;
+      v[3] = max_int(v[3], tile.cost);
+    }
+  }
   trace_metadata_mark(0);  // MLJ_TRACE only (decode/trace.cuh)
   schedule_scan<kThreads>(s, tid, v, total);
   trace_metadata_mark(1);
   const int cost_base = v[0];
   const int total_cost = total[0];
-  const ScheduleShares shares(total_cost, workers);
+  const ScheduleShares shares(total_cost, schedule_sharing_workers(workers, total[1], total_cost, total[3]));
 
   // Pass 2: items, partial slots and split tiles before each segment, and the worker of the
   // segment's last item (-1 without items).

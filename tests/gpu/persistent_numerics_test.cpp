@@ -63,6 +63,7 @@ std::vector<Case> cases() {
       {16, 1, 64, bf16, bf16, true, {0}, {}},    // batch 1, no key
       {16, 1, 64, bf16, bf16, false, {1}, {}},   // batch 1, one key
       {16, 1, 16, bf16, bf16, false, ragged_lens(1024), {}},
+      {16, 1, 64, bf16, bf16, true, std::vector<int>(128, 300), {}},  // uniform: on 128..135 SMs, unsplit tiles and idle workers
       {16, 3, 64, bf16, bf16, true, ragged_lens(1024), {}},
       {20, 1, 64, bf16, bf16, true, ragged9, {}},
       {20, 3, 16, fp16, fp16, true, {0, 1, 2, 300, 1500, 65, 4}, {3, 1, 0, 3, 2, 3, 3}},

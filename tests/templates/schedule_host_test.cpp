@@ -112,11 +112,27 @@ void expect_properties(const ScheduleShape& shape, const Batch& b, const KernelR
     }
   }
   // Balance: at most the worker's share of the cost line plus one item's overhead, hence within
-  // one (maximal) item of the ideal total / workers.
+  // one (maximal) item of the ideal total / sharing workers. A line of equal tiles, at most one a
+  // worker, is shared by the largest multiple of its tile count that idles at most 1/16 of them.
   long total = 0;
   for (long c : worker_cost) total += c;
-  const long share = std::max(1, (run.total_cost() + shape.workers - 1) / shape.workers);
-  const double ideal = double(run.total_cost()) / shape.workers;
+  int valid = 0, largest = 0;
+  for (int t = 0; t < l.tiles; ++t) {
+    const int req = t / l.groups;
+    const int q_count = std::clamp(b.qo_indptr[req + 1] - b.qo_indptr[req], 0, shape.s_q);
+    if ((t % l.groups) * shape.rows_per_item >= q_count * shape.heads) continue;
+    const int kv_len = reference::request_kv_len(b.kv_indptr, b.kv_last_page_lens, shape.page_size, req);
+    ++valid;
+    largest = std::max(largest, (kv_len + shape.kv_block - 1) / shape.kv_block + shape.overhead);
+  }
+  int sharing = shape.workers;
+  const bool uniform = valid > 0 && long(valid) * largest == run.total_cost();
+  if (uniform && valid <= shape.workers && (shape.workers % valid) * 16 <= shape.workers) {
+    sharing = shape.workers - shape.workers % valid;
+  }
+  for (int w = sharing; w < shape.workers; ++w) ASSERT_EQ(worker_cost[w], 0) << "idle worker " << w;
+  const long share = std::max(1, (run.total_cost() + sharing - 1) / sharing);
+  const double ideal = double(run.total_cost()) / sharing;
   for (int w = 0; w < shape.workers; ++w) {
     ASSERT_LE(worker_cost[w], share + shape.overhead) << "worker " << w;
     ASSERT_LE(double(worker_cost[w]), ideal + std::max(max_item_cost, 1) + 1e-9) << "worker " << w;
@@ -316,6 +332,42 @@ TEST(PersistentSchedule, EveryWorkerGetsAnEvenShare) {
   }
   const long share = s3.total_cost() / shape.workers;
   EXPECT_GE(cost.back() + shape.overhead, share - shape.overhead) << "the last worker's blocks";
+}
+
+// A uniform batch of at most one tile a worker is shared by a multiple of its tile count (when
+// that idles at most 1/16 of the workers): 128 equal requests on 132 workers are 128 unsplit
+// items; 32 are 4 pieces each on 128 workers (equal shares of blocks + overhead); 70 would idle 62 workers, so all 132 share.
+TEST(PersistentSchedule, UniformBatchesAlignTheirCuts) {
+  ScheduleShape shape{.batch = 128, .heads = 16, .s_q = 1, .page_size = 64, .rows_per_item = 16, .workers = 132};
+  const Batch s1 = make_batch(std::vector<int>(128, 4096), {}, 1, 64);
+  check(shape, s1);
+  const KernelRun run = run_kernel(shape, s1);
+  EXPECT_EQ(run.items(), 128);
+  EXPECT_EQ(run.split_tiles(), 0);
+  for (int w = 0; w < 132; ++w) EXPECT_EQ(run.at(run.layout.work_indptr)[w], std::min(w, 128)) << w;
+
+  shape.batch = 32;
+  const Batch s6 = make_batch(std::vector<int>(32, 8192), {}, 1, 64);
+  check(shape, s6);
+  const KernelRun quarters = run_kernel(shape, s6);
+  ASSERT_EQ(quarters.items(), 128);
+  EXPECT_EQ(quarters.split_tiles(), 32);
+  for (int i = 0; i < 128; ++i) {
+    const int* it = quarters.item(i);
+    EXPECT_EQ(it[mlj::kItemWorker], i);
+    EXPECT_EQ(it[mlj::kItemPiece], i % 4);  // each worker's share starts in its own tile
+    EXPECT_GE(it[mlj::kItemKvEnd] - it[mlj::kItemKvBegin], 64 * 28) << "item " << i;  // 33, 33, 33, 29 blocks
+  }
+
+  shape.batch = 70;
+  const Batch few = make_batch(std::vector<int>(70, 4096), {}, 1, 64);
+  check(shape, few);
+  EXPECT_GT(run_kernel(shape, few).split_tiles(), 0) << "all 132 workers share 70 tiles";
+  // Query tokens make tiles invalid, not unequal: 128 requests, 64 of them with no query token.
+  std::vector<int> q_lens(128, 1);
+  for (int i = 0; i < 128; i += 2) q_lens[i] = 0;
+  shape.batch = 128;
+  check(shape, make_batch(std::vector<int>(128, 4096), q_lens, 1, 64));
 }
 
 // The shares' divisions go through reciprocals (floor_div_by); they must still be exact, at exact
