@@ -13,10 +13,11 @@
 // blocks; with fewer blocks than workers, C(w) = min(w, total): one block each): a tile's blocks
 // are cut at the C(w) into pieces (work items), each owned by the worker holding its first block;
 // a tile with no KV is one item of its worker. (`workers` here is the sharing count of
-// schedule_sharing_workers: all of them but for some uniform lines; the rest get empty lists.) So every worker's items are one contiguous run of
-// the item list (work_indptr), the KV cuts are kv_block-aligned, and a worker pays at most
-// Q + overhead, Q = ceil(total / workers) (the last item's overhead may lie past its range). At most workers - 1 cuts exist: items <= tiles + workers - 1, split
-// tiles <= workers - 1, partial slots <= 2 * (workers - 1).
+// schedule_sharing_workers: all of them but for some uniform lines; the rest get empty lists.)
+// So every worker's items are one contiguous run of the item list (work_indptr), the KV cuts are
+// kv_block-aligned, and a worker pays at most Q + overhead, Q = ceil(total / workers) (the last
+// item's overhead may lie past its range). At most workers - 1 cuts exist: items <= tiles +
+// workers - 1, split tiles <= workers - 1, partial slots <= 2 * (workers - 1).
 //
 // Work item (8 int32, 32 bytes): [0] request, [1] row group, [2] kv_begin, [3] kv_end (tokens of
 // the request's KV, relative to its start; page = kv_indices[kv_indptr[b] + token / page_size]),
