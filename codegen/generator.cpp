@@ -20,8 +20,8 @@ constexpr std::string_view k_persistent_template = "decode/persistent.cu.in";
 // decode/combine.cuh: 8 warps a CTA (4 on AMD's 64-wide wavefronts), 1-8 a row. The minimum
 // CTAs per SM in __launch_bounds__ lets ptxas give a thread the registers for its loads in flight
 // (8 vectors of 16 B) while three CTAs fit an SM (the persistent reduce's grid is mostly CTAs that
-// exit at once). Changing either value changes generated code
-// but no template: bump kGeneratorVersion with it (cached kernels).
+// exit at once). Changing either value changes the rendered stub, whose hash is part of the kernel
+// key (runtime/jit.cpp), so cached kernels built with the old value are not served.
 constexpr int k_combine_threads = 256;
 constexpr int k_combine_min_blocks = 3;
 // The persistent reduce waits for its tile inside merge_partials, after reading the slots, and

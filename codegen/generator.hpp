@@ -11,7 +11,8 @@
 
 namespace mlajit {
 
-// Bumped whenever generated code changes in a way the template hashes would not show.
+// Bumped whenever generated code changes in a way neither the template hashes nor the rendered
+// stub's hash (both in the kernel key, runtime/jit.cpp) would show.
 inline constexpr int kGeneratorVersion = 3;
 
 struct SourceHeader {

@@ -87,7 +87,11 @@ cache::KernelKey kernel_key(const Source& source, const Spec& spec, const TileCo
   fields.compiler = compiler.name;
   fields.compiler_version = compiler.version;
   fields.generator_version = kGeneratorVersion;
-  fields.template_digest = source.template_digest();
+  // The templates' digests, and the rendered stub's: it carries every value the generator fills
+  // in (threads, shared bytes, minimum CTAs an SM, ...), so a changed generator constant can never
+  // find a kernel built with the old one.
+  fields.template_digest =
+      source.template_digest() + ";rendered=" + cache::sha256_hex(source.text.data(), source.text.size());
   fields.compile_options = backend.compile_options(target);
   return cache::make_key(fields, source.kernel_name);
 }

@@ -25,7 +25,7 @@ struct JitResult {
 const cache::DiskStore* default_store();
 
 // The key of a kernel: spec, kernel-shaping tile fields, target, compiler identity and options,
-// generator version and template hashes.
+// generator version, the templates' hashes and the rendered stub's hash.
 cache::KernelKey kernel_key(const Source& source, const Spec& spec, const TileConfig& tile,
                             const Target& target, Backend& backend);
 

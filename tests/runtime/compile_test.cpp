@@ -459,5 +459,25 @@ TEST(Compile, KeyChangesWithTargetAndSpecButNotSplits) {
   EXPECT_NE(base, key(persistent, t, sm90));
 }
 
+// A generator constant (block size, minimum CTAs an SM, ...) lives only in the rendered stub; the
+// key hashes it, so changing one cannot serve a kernel built with the old value (session 11 lost a
+// device call to that before the stub was in the key).
+TEST(Compile, KeyChangesWithTheRenderedStub) {
+  const Target sm90 = parse_target("sm_90a");
+  skip_without_compiler(sm90.backend);
+  Spec s;
+  s.op = Op::persistent_decode;
+  const TileConfig t;
+  Source src = generate(s, t, sm90);
+  const std::string base = runtime::kernel_key(src, s, t, sm90, runtime::backend(sm90.backend)).hash;
+  const std::string threads = "__launch_bounds__(" + std::to_string(src.schedule_threads) + ")";
+  const std::size_t at = src.text.find(threads);
+  ASSERT_NE(at, std::string::npos) << "the metadata kernel's block size in the stub";
+  src.text.replace(at, threads.size(), "__launch_bounds__(128)");
+  EXPECT_NE(base, runtime::kernel_key(src, s, t, sm90, runtime::backend(sm90.backend)).hash);
+  EXPECT_NE(runtime::kernel_key(src, s, t, sm90, runtime::backend(sm90.backend)).fields["template_digest"].get<std::string>().find(";rendered="),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace mlajit
