@@ -41,9 +41,8 @@ PersistentSchedule persistent_schedule(const ScheduleShape& shape, const std::ve
     largest = std::max(largest, tile.blocks + shape.overhead);
   }
   int workers = shape.workers;
-  if (valid >= 1 && valid <= workers && long(valid) * largest == total &&
-      (workers - valid * (workers / valid)) * 16 <= workers) {
-    workers = valid * (workers / valid);
+  if (valid >= 1 && valid <= workers && long(valid) * largest == total && (workers % valid) * 16 <= workers) {
+    workers -= workers % valid;
   }
   auto start = [&](long worker) { return total >= workers ? worker * total / workers : std::min(worker, total); };
 

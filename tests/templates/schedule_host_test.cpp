@@ -125,11 +125,7 @@ void expect_properties(const ScheduleShape& shape, const Batch& b, const KernelR
     ++valid;
     largest = std::max(largest, (kv_len + shape.kv_block - 1) / shape.kv_block + shape.overhead);
   }
-  int sharing = shape.workers;
-  const bool uniform = valid > 0 && long(valid) * largest == run.total_cost();
-  if (uniform && valid <= shape.workers && (shape.workers % valid) * 16 <= shape.workers) {
-    sharing = shape.workers - shape.workers % valid;
-  }
+  const int sharing = mlj::schedule_sharing_workers(shape.workers, valid, run.total_cost(), largest);
   for (int w = sharing; w < shape.workers; ++w) ASSERT_EQ(worker_cost[w], 0) << "idle worker " << w;
   const long share = std::max(1, (run.total_cost() + sharing - 1) / sharing);
   const double ideal = double(run.total_cost()) / sharing;
