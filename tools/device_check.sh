@@ -22,6 +22,9 @@
 #              DC_TRACE="S7 S1 S3p" prints each shape's per-tile timeline (a -DMLJ_TRACE=1 build, 2
 #              splits; an id ending in p: the persistent path, tools/trace_summary.py; DC_TRACE_ARGS: more bench flags) and keeps the
 #              raw lines in device.tar.gz;
+#              DC_PHASES="S3 S5" times those shapes' persistent path in a -DMLJ_TRACE_PHASES=1 build and
+#              prints the medians of its phases (tools/trace_summary.py): where the time after
+#              stage 1 goes (the last piece counted, the last tile's reduce past its wait, the end);
 #              DC_AFTER="commands" runs them (bash -c, 400 s) after the steps above, before the
 #              tuning sweep; the last 60 lines of their output land in summary.txt;
 #              DC_ALT="bench args" A/B against a second tree: `device-alt/` (git-ignored; e.g.
@@ -159,6 +162,18 @@ for shape in ${DC_TRACE:-}; do
     grep mlj-trace >"$logs/trace_$shape.txt"
   say "timeline $shape (${paths[*]}; SM cycles):"
   python3 tools/trace_summary.py "$logs/trace_$shape.txt" | tee -a "$summary"
+done
+
+for shape in ${DC_PHASES:-}; do
+  # The persistent path's phases only (-DMLJ_TRACE_PHASES=1: a few atomics a CTA, no per-tile
+  # timeline; about one call in four prints the previous call's), medians over the prints, and
+  # the bench's own time of that build (compare with the untraced row of the suite).
+  MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE_PHASES=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench \
+    --shape "$shape" --persistent "$shape" --runs 40 --no-roofline --out-dir /tmp 2>&1 |
+    grep -E "mlj-trace|^${shape}p " >"$logs/phases_$shape.txt"
+  say "phases ${shape}p (-DMLJ_TRACE_PHASES=1):"
+  grep -E "^${shape}p " "$logs/phases_$shape.txt" | tee -a "$summary"
+  python3 tools/trace_summary.py "$logs/phases_$shape.txt" | grep -vE "^mlj-trace|^  metadata kernel" | tee -a "$summary"
 done
 
 if [[ -n "${DC_AFTER:-}" ]]; then

@@ -9,7 +9,8 @@ after the first two (warm-up), plus the first tile's events:
   consumer:  landing wait = e1 - e0, S = e2 - e1, softmax + P.V = e3 - e2, period = e0(next) - e0
 (wide tiles stamp other events on odd entries; see trace.cuh - their phases are printed the same
 way, by entry), the last print's spread of CTA start / end times (`mlj-trace ctas` lines) and, on
-the persistent path, its kernels' boundaries (`mlj-trace phases`, also as durations); with
+the persistent path, its kernels' boundaries (`mlj-trace phases`, also as durations, and their
+medians over every print: a -DMLJ_TRACE_PHASES=1 build prints only those lines); with
 per-CTA lines (`mlj-trace cta`, grids of up to 1024 CTAs), the latest CTAs and their SMs, and
 whether the same SMs are slow in the last two prints.
 """
@@ -119,7 +120,7 @@ def summarise_ctas(prints, out=sys.stdout):
 
 
 PHASE_LINE = re.compile(r"mlj-trace phases ns: metadata (-?\d+) (-?\d+) stage1 (-?\d+) (-?\d+) (-?\d+) "
-                        r"reduce (-?\d+) (-?\d+) (-?\d+)")
+                        r"reduce (-?\d+) (-?\d+) (-?\d+)(?: last piece (-?\d+) last tile waited (-?\d+))?")
 
 
 def phase_durations(line):
@@ -130,15 +131,32 @@ def phase_durations(line):
     m = PHASE_LINE.search(line)
     if not m:
         return None
-    v = [int(x) for x in m.groups()]
-    md_in, md_out, s1_in, s1_waited, s1_out, r_in, r_waited, r_out = v
+    v = [int(x) if x is not None else -1 for x in m.groups()]
+    md_in, md_out, s1_in, s1_waited, s1_out, r_in, r_waited, r_out, piece_last, waited_last = v
     if min(md_out, s1_waited, s1_out) < 0:
         return None
     spans = [("metadata kernel", md_out - md_in), ("to stage 1", s1_waited - md_out), ("stage 1", s1_out - s1_waited)]
     if min(r_waited, r_out) >= 0:
         spans += [("first reduce CTA past its wait, from stage 1's end", r_waited - s1_out),
                   ("reduce ends after stage 1", r_out - s1_out)]
+    if min(piece_last, waited_last, r_out) >= 0:  # -DMLJ_TRACE_PHASES builds and later
+        spans += [("last piece counted, from stage 1's end", piece_last - s1_out),
+                  ("last tile's reduce past its wait, after the last piece", waited_last - piece_last),
+                  ("reduce ends after that wait", r_out - waited_last)]
     return spans
+
+
+def summarise_phases(lines, out=sys.stdout):
+    """Medians of each span over every `mlj-trace phases` line (a -DMLJ_TRACE_PHASES=1 bench
+    prints about one call in four), in us."""
+    runs = [spans for spans in (phase_durations(line) for line in lines) if spans]
+    if len(runs) < 2:
+        return False
+    out.write(f"phases over {len(runs)} printed calls (median us):\n")
+    for i, (name, _) in enumerate(runs[0]):
+        values = [spans[i][1] / 1000 for spans in runs if len(spans) > i]
+        out.write(f"  {name}: {statistics.median(values):.2f} (min {min(values):.2f}, max {max(values):.2f})\n")
+    return True
 
 
 def summarise(parsed, out=sys.stdout):
@@ -173,4 +191,6 @@ if __name__ == "__main__":
     lines = list(fileinput.input())
     rc = summarise(last_print(lines))
     summarise_ctas(cta_prints(lines))
+    if summarise_phases(lines):
+        rc = 0  # a phases-only build has no tile lines
     sys.exit(rc)

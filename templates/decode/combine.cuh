@@ -296,6 +296,7 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
   const auto pieces_written = [=] {
     if (threadIdx.x == 0) {
       while (mlj_load_acquire(done) < n) mlj_spin_pause();
+      trace_phase_now_last(kPhaseReduceWaitedLast);  // MLJ_TRACE / MLJ_TRACE_PHASES only (decode/trace.cuh)
       const int users = min_int(int(gridDim.x), ceil_div(rows_per_item, rows_per_cta));  // CTAs not returned above
       if (mlj_atomic_add(taken, 1) == users - 1) {
         *taken = 0;

@@ -12,15 +12,20 @@
 //   for its own tile> <own tile landed> <S done> <P.V of both tiles done>; tile <first + 1>:
 //   <row maxima exchanged> <P written> <both P written> <the other tile landed>
 // Stage 1 itself calls nothing external (a printf there would make ptxas serialise its wgmmas).
-// Without MLJ_TRACE nothing here generates code.
+// With -DMLJ_TRACE_PHASES=1 instead, only the persistent path's phases below are stamped (a few
+// atomics a CTA, no per-tile timeline, no per-CTA record), and the metadata kernel prints the
+// previous call's at every fourth call only, so that a bench's median is of calls without a
+// printf. Without either, nothing here generates code.
 #pragma once
 
 namespace mlj {
 
 // The persistent path's kernel boundaries on the global timer (one module: metadata kernel, stage 1,
 // reduce): each kernel's first CTA in, its first CTA past the wait for the kernel before it, and
-// its last CTA out. The next call's metadata kernel prints them (trace_print_phases), so a bench
-// of n calls prints n - 1 timelines.
+// its last CTA out; then the last split piece counted by stage 1 and the last reduce CTA past its
+// tile's wait (when the merge after the last piece starts). The next call's metadata kernel
+// prints them (trace_print_phases), so a bench of n calls prints n - 1 timelines (MLJ_TRACE) or
+// about a quarter of them (MLJ_TRACE_PHASES).
 enum TracePhase : int {
   kPhaseMetadataIn,
   kPhaseMetadataOut,
@@ -30,8 +35,39 @@ enum TracePhase : int {
   kPhaseReduceIn,
   kPhaseReduceWaited,
   kPhaseReduceOut,
+  kPhasePieceLast,
+  kPhaseReduceWaitedLast,
   kTracePhases,
 };
+
+#if defined(MLJ_TRACE) || defined(MLJ_TRACE_PHASES)
+MLJ_DEVICE unsigned long long trace_global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+__device__ unsigned long long mlj_trace_phase_ns[kTracePhases];
+// First: the CTA's first thread; last: each warp's first lane, for warps that end on their own.
+MLJ_DEVICE void trace_phase_first(int phase) {
+  if (threadIdx.x == 0) atomicCAS(&mlj_trace_phase_ns[phase], 0ull, trace_global_ns());
+}
+MLJ_DEVICE void trace_phase_last(int phase) {
+  if (threadIdx.x % MLJ_WARP_SIZE == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
+}
+// The calling thread's time, if it is the latest so far.
+MLJ_DEVICE void trace_phase_now_last(int phase) { atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns()); }
+// The whole CTA is done (its other threads' writes too).
+MLJ_DEVICE void trace_phase_block_last(int phase) {
+  __syncthreads();
+  if (threadIdx.x == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
+}
+#else
+MLJ_DEVICE void trace_phase_first(int) {}
+MLJ_DEVICE void trace_phase_last(int) {}
+MLJ_DEVICE void trace_phase_now_last(int) {}
+MLJ_DEVICE void trace_phase_block_last(int) {}
+#endif
 
 #if defined(MLJ_TRACE)
 constexpr int kTraceTiles = 48;
@@ -50,20 +86,6 @@ struct TileTrace {
 };
 MLJ_DEVICE long long trace_clock() { return (long long)clock64(); }
 
-MLJ_DEVICE unsigned long long trace_global_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
-__device__ unsigned long long mlj_trace_phase_ns[kTracePhases];
-// First: the CTA's first thread; last: each warp's first lane, for warps that end on their own.
-MLJ_DEVICE void trace_phase_first(int phase) {
-  if (threadIdx.x == 0) atomicCAS(&mlj_trace_phase_ns[phase], 0ull, trace_global_ns());
-}
-MLJ_DEVICE void trace_phase_last(int phase) {
-  if (threadIdx.x % MLJ_WARP_SIZE == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
-}
 // Every CTA's start (its first thread) and end (its last role to finish) on the GPU's global
 // nanosecond timer, for the spread of start and finish times across the grid.
 constexpr int kTraceCtas = 8192;
@@ -94,32 +116,6 @@ constexpr int kTraceMetadataMarks = 9;
 __device__ unsigned long long mlj_trace_metadata_ns[kTraceMetadataMarks];
 MLJ_DEVICE void trace_metadata_mark(int k) {
   if (blockIdx.x == 0 && threadIdx.x == 0) mlj_trace_metadata_ns[k] = trace_global_ns();
-}
-
-// The whole CTA is done (its other threads' writes too).
-MLJ_DEVICE void trace_phase_block_last(int phase) {
-  __syncthreads();
-  if (threadIdx.x == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
-}
-// The metadata kernel's first thread, first thing: the previous call's phases, in ns after its
-// metadata kernel started; then cleared.
-MLJ_DEVICE void trace_print_phases() {
-  if (blockIdx.x != 0 || threadIdx.x != 0) return;
-  unsigned long long* e = mlj_trace_phase_ns;
-  if (e[kPhaseMetadataIn] != 0) {
-    long long v[kTracePhases];
-    for (int k = 0; k < kTracePhases; ++k) v[k] = e[k] == 0 ? -1 : (long long)(e[k] - e[kPhaseMetadataIn]);
-    printf("mlj-trace phases ns: metadata %lld %lld stage1 %lld %lld %lld reduce %lld %lld %lld\n", v[0], v[1], v[2],
-           v[3], v[4], v[5], v[6], v[7]);
-    long long m[kTraceMetadataMarks];
-    for (int k = 0; k < kTraceMetadataMarks; ++k) {
-      m[k] = mlj_trace_metadata_ns[k] == 0 ? -1 : (long long)(mlj_trace_metadata_ns[k] - e[kPhaseMetadataIn]);
-    }
-    printf("mlj-trace metadata marks ns: pass1 %lld scan1 %lld pass2 %lld scan2 %lld pass3a %lld pass3b: segments shared "
-           "%lld, search %lld, walk %lld, end %lld\n", m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]);
-  }
-  for (int k = 0; k < kTracePhases; ++k) e[k] = 0;
-  for (int k = 0; k < kTraceMetadataMarks; ++k) mlj_trace_metadata_ns[k] = 0;
 }
 
 // One thread of the module's stage 2, after stage 1 has finished: print and clear.
@@ -174,13 +170,52 @@ struct TileTrace {
 };
 MLJ_DEVICE long long trace_clock() { return 0; }
 MLJ_DEVICE void trace_cta_start() {}
+#if defined(MLJ_TRACE_PHASES)
+// Called by each role's first thread when it is done: stage 1's last CTA out.
+MLJ_DEVICE void trace_cta_end() {
+  if (threadIdx.x % 128 == 0) atomicMax(&mlj_trace_phase_ns[kPhaseStage1Out], trace_global_ns());
+}
+#else
 MLJ_DEVICE void trace_cta_end() {}
+#endif
 MLJ_DEVICE void trace_print_stage1() {}
-MLJ_DEVICE void trace_phase_first(int) {}
-MLJ_DEVICE void trace_phase_last(int) {}
-MLJ_DEVICE void trace_phase_block_last(int) {}
-MLJ_DEVICE void trace_print_phases() {}
 MLJ_DEVICE void trace_metadata_mark(int) {}
+#endif
+
+#if defined(MLJ_TRACE) || defined(MLJ_TRACE_PHASES)
+__device__ int mlj_trace_calls;  // metadata kernels so far (MLJ_TRACE_PHASES prints every fourth)
+// The metadata kernel's first thread, first thing: the previous call's phases, in ns after its
+// metadata kernel started; then cleared.
+MLJ_DEVICE void trace_print_phases() {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  unsigned long long* e = mlj_trace_phase_ns;
+#if defined(MLJ_TRACE)
+  const bool print = true;
+#else
+  const bool print = mlj_trace_calls++ % 4 == 3;
+#endif
+  if (print && e[kPhaseMetadataIn] != 0) {
+    long long v[kTracePhases];
+    for (int k = 0; k < kTracePhases; ++k) v[k] = e[k] == 0 ? -1 : (long long)(e[k] - e[kPhaseMetadataIn]);
+    printf("mlj-trace phases ns: metadata %lld %lld stage1 %lld %lld %lld reduce %lld %lld %lld last piece %lld "
+           "last tile waited %lld\n",
+           v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
+#if defined(MLJ_TRACE)
+    long long m[kTraceMetadataMarks];
+    for (int k = 0; k < kTraceMetadataMarks; ++k) {
+      m[k] = mlj_trace_metadata_ns[k] == 0 ? -1 : (long long)(mlj_trace_metadata_ns[k] - e[kPhaseMetadataIn]);
+    }
+    printf("mlj-trace metadata marks ns: pass1 %lld scan1 %lld pass2 %lld scan2 %lld pass3a %lld pass3b: segments shared "
+           "%lld, search %lld, walk %lld, end %lld\n", m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8]);
+#endif
+  }
+  for (int k = 0; k < kTracePhases; ++k) e[k] = 0;
+#if defined(MLJ_TRACE)
+  for (int k = 0; k < kTraceMetadataMarks; ++k) mlj_trace_metadata_ns[k] = 0;
+#endif
+}
+#else
+MLJ_DEVICE void trace_print_phases() {}
 #endif
 
 }  // namespace mlj

@@ -98,6 +98,7 @@ struct PersistentPieceCount {
   const MljPersistentLayout& layout;
   MLJ_DEVICE void operator()(const DecodeWork& work) const {
     mlj_atomic_add(layout.pieces_done + work.request * layout.groups + work.row0 / kRows, 1);
+    trace_phase_now_last(kPhasePieceLast);  // MLJ_TRACE / MLJ_TRACE_PHASES only (decode/trace.cuh)
   }
 };
 

@@ -9,6 +9,7 @@
 
 #include "codegen/error.hpp"
 #include "runtime/jit.hpp"
+#include "tests/runtime/scoped_env.hpp"
 #include "tools/catalog.hpp"
 #include "tuning/choose.hpp"
 
@@ -410,6 +411,30 @@ TEST(Compile, PersistentEntriesCompileForEveryFamilyWithoutSpills) {
     }
   });
   if (compiled == 0) GTEST_SKIP() << "neither NVRTC nor hipRTC found on this machine";
+}
+
+// The developers' timeline builds (templates/decode/trace.cuh) compile, so they are there when a
+// GPU session needs them: the per-tile one (-DMLJ_TRACE=1) and the phases-only one
+// (-DMLJ_TRACE_PHASES=1), which must leave the kernels' registers unspilled (it is meant to
+// time the persistent path with little distortion).
+TEST(Compile, TraceBuildsCompileForNvidia) {
+  const Target target = parse_target("sm_90a");
+  skip_without_compiler(target.backend);
+  for (const char* option : {"-DMLJ_TRACE=1", "-DMLJ_TRACE_PHASES=1"}) {
+    ScopedEnv env("MLAJIT_COMPILE_OPTIONS", option);
+    for (Op op : {Op::decode, Op::persistent_decode}) {
+      Spec spec;
+      spec.op = op;
+      spec.page_size = 64;
+      const runtime::JitResult r = runtime::jit_compile(spec, tuning::choose_tile(spec, target), target, nullptr);
+      for (const std::string& entry : r.source.entries()) {
+        ASSERT_TRUE(r.code.resources.count(entry)) << entry << " missing from " << r.key.readable_name << " " << option;
+        if (std::string(option) == "-DMLJ_TRACE_PHASES=1") {
+          EXPECT_EQ(r.code.resources.at(entry).spill_stores, 0) << r.key.readable_name << " " << entry << " spills";
+        }
+      }
+    }
+  }
 }
 
 TEST(Compile, Fp8AndSoftCapCompileForNvidia) {
