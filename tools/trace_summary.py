@@ -120,7 +120,8 @@ def summarise_ctas(prints, out=sys.stdout):
 
 
 PHASE_LINE = re.compile(r"mlj-trace phases ns: metadata (-?\d+) (-?\d+) stage1 (-?\d+) (-?\d+) (-?\d+) "
-                        r"reduce (-?\d+) (-?\d+) (-?\d+)(?: last piece (-?\d+) last tile waited (-?\d+))?")
+                        r"reduce (-?\d+) (-?\d+) (-?\d+)"
+                        r"(?: last piece (-?\d+) last tile waited (-?\d+) last reduce in (-?\d+))?")
 
 
 def phase_durations(line):
@@ -132,15 +133,16 @@ def phase_durations(line):
     if not m:
         return None
     v = [int(x) if x is not None else -1 for x in m.groups()]
-    md_in, md_out, s1_in, s1_waited, s1_out, r_in, r_waited, r_out, piece_last, waited_last = v
+    md_in, md_out, s1_in, s1_waited, s1_out, r_in, r_waited, r_out, piece_last, waited_last, r_in_last = v
     if min(md_out, s1_waited, s1_out) < 0:
         return None
     spans = [("metadata kernel", md_out - md_in), ("to stage 1", s1_waited - md_out), ("stage 1", s1_out - s1_waited)]
     if min(r_waited, r_out) >= 0:
         spans += [("first reduce CTA past its wait, from stage 1's end", r_waited - s1_out),
                   ("reduce ends after stage 1", r_out - s1_out)]
-    if min(piece_last, waited_last, r_out) >= 0:  # -DMLJ_TRACE_PHASES builds and later
-        spans += [("last piece counted, from stage 1's end", piece_last - s1_out),
+    if min(piece_last, waited_last, r_out, r_in_last) >= 0:  # -DMLJ_TRACE_PHASES builds and later
+        spans += [("last reduce CTA in, from stage 1's end", r_in_last - s1_out),
+                  ("last piece counted, from stage 1's end", piece_last - s1_out),
                   ("last tile's reduce past its wait, after the last piece", waited_last - piece_last),
                   ("reduce ends after that wait", r_out - waited_last)]
     return spans

@@ -266,7 +266,8 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 // the tile's last CTA past that wait zeroes its counts for the next decode (layout.pieces_taken).
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
-  trace_phase_first(kPhaseReduceIn);  // MLJ_TRACE only (decode/trace.cuh)
+  trace_phase_first(kPhaseReduceIn);  // MLJ_TRACE / MLJ_TRACE_PHASES only (decode/trace.cuh)
+  if (threadIdx.x == 0) trace_phase_now_last(kPhaseReduceInLast);
   const int i = blockIdx.y;
   if (i >= layout.header[1]) return;  // the CTA as a whole
   const int t = layout.reduce_tiles[i];

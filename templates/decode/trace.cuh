@@ -22,8 +22,9 @@ namespace mlj {
 
 // The persistent path's kernel boundaries on the global timer (one module: metadata kernel, stage 1,
 // reduce): each kernel's first CTA in, its first CTA past the wait for the kernel before it, and
-// its last CTA out; then the last split piece counted by stage 1 and the last reduce CTA past its
-// tile's wait (when the merge after the last piece starts). The next call's metadata kernel
+// its last CTA out; then the last split piece counted by stage 1, the last reduce CTA past its
+// tile's wait (when the merge after the last piece starts) and the last reduce CTA in (whether
+// the reduce's CTAs get SMs late). The next call's metadata kernel
 // prints them (trace_print_phases), so a bench of n calls prints n - 1 timelines (MLJ_TRACE) or
 // about a quarter of them (MLJ_TRACE_PHASES).
 enum TracePhase : int {
@@ -37,6 +38,7 @@ enum TracePhase : int {
   kPhaseReduceOut,
   kPhasePieceLast,
   kPhaseReduceWaitedLast,
+  kPhaseReduceInLast,
   kTracePhases,
 };
 
@@ -198,8 +200,8 @@ MLJ_DEVICE void trace_print_phases() {
     long long v[kTracePhases];
     for (int k = 0; k < kTracePhases; ++k) v[k] = e[k] == 0 ? -1 : (long long)(e[k] - e[kPhaseMetadataIn]);
     printf("mlj-trace phases ns: metadata %lld %lld stage1 %lld %lld %lld reduce %lld %lld %lld last piece %lld "
-           "last tile waited %lld\n",
-           v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]);
+           "last tile waited %lld last reduce in %lld\n",
+           v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]);
 #if defined(MLJ_TRACE)
     long long m[kTraceMetadataMarks];
     for (int k = 0; k < kTraceMetadataMarks; ++k) {
