@@ -267,7 +267,7 @@ MLJ_DEVICE void decode_combine(const MljCombineParams& p) {
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   trace_phase_first(kPhaseReduceIn);  // MLJ_TRACE / MLJ_TRACE_PHASES only (decode/trace.cuh)
-  if (threadIdx.x == 0) trace_phase_now_last(kPhaseReduceInLast);
+  if (threadIdx.x == 0) trace_phase_now_last(kPhaseReduceInLast);  // whether reduce CTAs get SMs late
   const int i = blockIdx.y;
   if (i >= layout.header[1]) return;  // the CTA as a whole
   const int t = layout.reduce_tiles[i];

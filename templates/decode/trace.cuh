@@ -24,9 +24,9 @@ namespace mlj {
 // reduce): each kernel's first CTA in, its first CTA past the wait for the kernel before it, and
 // its last CTA out; then the last split piece counted by stage 1, the last reduce CTA past its
 // tile's wait (when the merge after the last piece starts) and the last reduce CTA in (whether
-// the reduce's CTAs get SMs late). The next call's metadata kernel
-// prints them (trace_print_phases), so a bench of n calls prints n - 1 timelines (MLJ_TRACE) or
-// about a quarter of them (MLJ_TRACE_PHASES).
+// the reduce's CTAs get SMs late). The next call's metadata kernel prints them
+// (trace_print_phases), so a bench of n calls prints n - 1 timelines (MLJ_TRACE) or about a
+// quarter of them (MLJ_TRACE_PHASES).
 enum TracePhase : int {
   kPhaseMetadataIn,
   kPhaseMetadataOut,
@@ -54,15 +54,15 @@ __device__ unsigned long long mlj_trace_phase_ns[kTracePhases];
 MLJ_DEVICE void trace_phase_first(int phase) {
   if (threadIdx.x == 0) atomicCAS(&mlj_trace_phase_ns[phase], 0ull, trace_global_ns());
 }
-MLJ_DEVICE void trace_phase_last(int phase) {
-  if (threadIdx.x % MLJ_WARP_SIZE == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
-}
 // The calling thread's time, if it is the latest so far.
 MLJ_DEVICE void trace_phase_now_last(int phase) { atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns()); }
+MLJ_DEVICE void trace_phase_last(int phase) {
+  if (threadIdx.x % MLJ_WARP_SIZE == 0) trace_phase_now_last(phase);
+}
 // The whole CTA is done (its other threads' writes too).
 MLJ_DEVICE void trace_phase_block_last(int phase) {
   __syncthreads();
-  if (threadIdx.x == 0) atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns());
+  if (threadIdx.x == 0) trace_phase_now_last(phase);
 }
 #else
 MLJ_DEVICE void trace_phase_first(int) {}
@@ -175,7 +175,7 @@ MLJ_DEVICE void trace_cta_start() {}
 #if defined(MLJ_TRACE_PHASES)
 // Called by each role's first thread when it is done: stage 1's last CTA out.
 MLJ_DEVICE void trace_cta_end() {
-  if (threadIdx.x % 128 == 0) atomicMax(&mlj_trace_phase_ns[kPhaseStage1Out], trace_global_ns());
+  if (threadIdx.x % 128 == 0) trace_phase_now_last(kPhaseStage1Out);
 }
 #else
 MLJ_DEVICE void trace_cta_end() {}
