@@ -25,7 +25,7 @@
 #              DC_PHASES="S3 S5" times those shapes' persistent path in a -DMLJ_TRACE_PHASES=1 build and
 #              prints the medians of its phases (tools/trace_summary.py): where the time after
 #              stage 1 goes (the last piece counted, the last tile's reduce past its wait, the last
-#              reduce CTA in, the end);
+#              reduce CTA in, the reduce's merge steps: LSEs read, sums done, ways exchanged, the end);
 #              DC_AFTER="commands" runs them (bash -c, 400 s) after the steps above, before the
 #              tuning sweep; the last 60 lines of their output land in summary.txt;
 #              DC_ALT="bench args" A/B against a second tree: `device-alt/` (git-ignored; e.g.

@@ -121,7 +121,8 @@ def summarise_ctas(prints, out=sys.stdout):
 
 PHASE_LINE = re.compile(r"mlj-trace phases ns: metadata (-?\d+) (-?\d+) stage1 (-?\d+) (-?\d+) (-?\d+) "
                         r"reduce (-?\d+) (-?\d+) (-?\d+)"
-                        r"(?: last piece (-?\d+) last tile waited (-?\d+) last reduce in (-?\d+))?")
+                        r"(?: last piece (-?\d+) last tile waited (-?\d+) last reduce in (-?\d+))?"
+                        r"(?: merge lse (-?\d+) summed (-?\d+) exchanged (-?\d+))?")
 
 
 def phase_durations(line):
@@ -133,7 +134,8 @@ def phase_durations(line):
     if not m:
         return None
     v = [int(x) if x is not None else -1 for x in m.groups()]
-    md_in, md_out, s1_in, s1_waited, s1_out, r_in, r_waited, r_out, piece_last, waited_last, r_in_last = v
+    (md_in, md_out, s1_in, s1_waited, s1_out, r_in, r_waited, r_out, piece_last, waited_last, r_in_last,
+     lse_last, summed_last, exchanged_last) = v
     if min(md_out, s1_waited, s1_out) < 0:
         return None
     spans = [("metadata kernel", md_out - md_in), ("to stage 1", s1_waited - md_out), ("stage 1", s1_out - s1_waited)]
@@ -145,6 +147,14 @@ def phase_durations(line):
                   ("last piece counted, from stage 1's end", piece_last - s1_out),
                   ("last tile's reduce past its wait, after the last piece", waited_last - piece_last),
                   ("reduce ends after that wait", r_out - waited_last)]
+    if min(waited_last, lse_last, summed_last, r_out) >= 0:  # session 15 on: the merge's steps
+        spans += [("  of which: the last warp's LSEs read, after that wait", lse_last - waited_last),
+                  ("  its weighted sums done, after that", summed_last - lse_last)]
+        if exchanged_last >= 0:  # rows merged by more than one warp
+            spans += [("  the ways' sums exchanged, after that", exchanged_last - summed_last),
+                      ("  the reduce's end (stores issued), after that", r_out - exchanged_last)]
+        else:
+            spans += [("  the reduce's end (stores issued), after the sums", r_out - summed_last)]
     return spans
 
 

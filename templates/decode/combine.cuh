@@ -73,8 +73,9 @@ MLJ_DEVICE int merge_ways(int n) {
 // to the other lanes by shuffles), then its own partials' rows, kUnroll at a time.
 // Every thread calls ready() (uniformly: it may hold a barrier) once the partials' rows are
 // known and before any partial or LSE is read (the persistent reduce waits there for its tile).
-// partial_out must be 16-byte aligned.
-template <class Cfg, class PartialRow, class Ready>
+// partial_out must be 16-byte aligned. kStampPhases: the persistent reduce's merge steps go to
+// the phases trace (decode/trace.cuh; nothing without MLJ_TRACE / MLJ_TRACE_PHASES).
+template <class Cfg, bool kStampPhases = false, class PartialRow, class Ready>
 MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_lse, int n, PartialRow partial_row,
                                Ready ready, void* out, float* lse, long long out_row, bool active, int ways) {
   constexpr int kVDim = Cfg::kKvLoraRank;
@@ -151,6 +152,7 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
     m = fmaxf(held_lse[0], held_lse[1]);
     for (int k = lane + 2 * kWarp; k < n; k += kWarp) m = fmaxf(m, partial_lse[partial_row(k)]);
     m = warp_max(m);
+    if (kStampPhases && lane == 0) trace_phase_now_last_after(kPhaseMergeLseLast, m);
   }
   const bool empty = m == mlj_neg_inf();  // uniform over the warp
   auto weight = [&](float l) { return empty ? 0.0f : mlj_exp2((l - m) * kLog2e); };
@@ -201,6 +203,9 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
       }
       accumulate(w, v);
     }
+    if (kStampPhases && lane == 0) {
+      trace_phase_now_last_after(kPhaseMergeSummedLast, acc[0][0] + acc[S::kPerLane - 1][S::kVec - 1]);
+    }
   }
   if (ways > 1) {  // uniform over the CTA
     Vec* handed = way_s[(warp / ways) * (ways - 1) + way - 1];
@@ -228,6 +233,9 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
     }
   }
   if (!active || way > 0) return;
+  if (kStampPhases && lane == 0) {
+    trace_phase_now_last_after(kPhaseMergeExchangedLast, acc[0][0] + acc[S::kPerLane - 1][S::kVec - 1]);
+  }
   typename OutType::storage* o = static_cast<typename OutType::storage*>(out) + out_row * kVDim;
 #pragma unroll
   for (int i = 0; i < S::kPerLane; ++i) {
@@ -307,7 +315,7 @@ MLJ_DEVICE void decode_persistent_reduce(const MljDecodeParams& p, const MljPers
     mlj_barrier();
     trace_phase_first(kPhaseReduceWaited);
   };
-  merge_partials<Cfg>(p.partial_out, p.partial_lse, n,
+  merge_partials<Cfg, true>(p.partial_out, p.partial_lse, n,
                       [=](int k) { return (long long)slots[k] * rows_per_item + r; }, pieces_written, p.out, p.lse,
                       (long long)q_begin * Cfg::kHeads + row, active, ways);
   trace_phase_last(kPhaseReduceOut);

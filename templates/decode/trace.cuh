@@ -23,8 +23,9 @@ namespace mlj {
 // The persistent path's kernel boundaries on the global timer (one module: metadata kernel, stage 1,
 // reduce): each kernel's first CTA in, its first CTA past the wait for the kernel before it, and
 // its last CTA out; then the last split piece counted by stage 1, the last reduce CTA past its
-// tile's wait (when the merge after the last piece starts) and the last reduce CTA in (whether
-// the reduce's CTAs get SMs late). The next call's metadata kernel prints them
+// tile's wait (when the merge after the last piece starts), the last reduce CTA in (whether
+// the reduce's CTAs get SMs late), and the reduce's merge steps (merge_partials: the last warp
+// past its LSE reads, its sums, the ways' exchange). The next call's metadata kernel prints them
 // (trace_print_phases), so a bench of n calls prints n - 1 timelines (MLJ_TRACE) or about a
 // quarter of them (MLJ_TRACE_PHASES).
 enum TracePhase : int {
@@ -39,6 +40,9 @@ enum TracePhase : int {
   kPhasePieceLast,
   kPhaseReduceWaitedLast,
   kPhaseReduceInLast,
+  kPhaseMergeLseLast,        // the reduce's merge: the last warp past its LSE reads (the row maximum)
+  kPhaseMergeSummedLast,     // ... past its weighted sums (its partials' values read)
+  kPhaseMergeExchangedLast,  // ... past the exchange of the ways' sums (before the stores)
   kTracePhases,
 };
 
@@ -56,6 +60,13 @@ MLJ_DEVICE void trace_phase_first(int phase) {
 }
 // The calling thread's time, if it is the latest so far.
 MLJ_DEVICE void trace_phase_now_last(int phase) { atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns()); }
+// The same once `v` is computed (the timer read takes it as an operand, so it cannot run before
+// the instructions, and the loads, that produce it).
+MLJ_DEVICE void trace_phase_now_last_after(int phase, float v) {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t) : "f"(v));
+  atomicMax(&mlj_trace_phase_ns[phase], t);
+}
 MLJ_DEVICE void trace_phase_last(int phase) {
   if (threadIdx.x % MLJ_WARP_SIZE == 0) trace_phase_now_last(phase);
 }
@@ -68,6 +79,7 @@ MLJ_DEVICE void trace_phase_block_last(int phase) {
 MLJ_DEVICE void trace_phase_first(int) {}
 MLJ_DEVICE void trace_phase_last(int) {}
 MLJ_DEVICE void trace_phase_now_last(int) {}
+MLJ_DEVICE void trace_phase_now_last_after(int, float) {}
 MLJ_DEVICE void trace_phase_block_last(int) {}
 #endif
 
@@ -200,8 +212,8 @@ MLJ_DEVICE void trace_print_phases() {
     long long v[kTracePhases];
     for (int k = 0; k < kTracePhases; ++k) v[k] = e[k] == 0 ? -1 : (long long)(e[k] - e[kPhaseMetadataIn]);
     printf("mlj-trace phases ns: metadata %lld %lld stage1 %lld %lld %lld reduce %lld %lld %lld last piece %lld "
-           "last tile waited %lld last reduce in %lld\n",
-           v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]);
+           "last tile waited %lld last reduce in %lld merge lse %lld summed %lld exchanged %lld\n",
+           v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13]);
 #if defined(MLJ_TRACE)
     long long m[kTraceMetadataMarks];
     for (int k = 0; k < kTraceMetadataMarks; ++k) {
