@@ -147,14 +147,11 @@ def phase_durations(line):
                   ("last piece counted, from stage 1's end", piece_last - s1_out),
                   ("last tile's reduce past its wait, after the last piece", waited_last - piece_last),
                   ("reduce ends after that wait", r_out - waited_last)]
-    if min(waited_last, lse_last, summed_last, r_out) >= 0:  # session 15 on: the merge's steps
+    if min(waited_last, lse_last, summed_last, exchanged_last, r_out) >= 0:  # session 15 on: the merge's steps
         spans += [("  of which: the last warp's LSEs read, after that wait", lse_last - waited_last),
-                  ("  its weighted sums done, after that", summed_last - lse_last)]
-        if exchanged_last >= 0:  # rows merged by more than one warp
-            spans += [("  the ways' sums exchanged, after that", exchanged_last - summed_last),
-                      ("  the reduce's end (stores issued), after that", r_out - exchanged_last)]
-        else:
-            spans += [("  the reduce's end (stores issued), after the sums", r_out - summed_last)]
+                  ("  its weighted sums done, after that", summed_last - lse_last),
+                  ("  the ways' sums exchanged, after that", exchanged_last - summed_last),
+                  ("  the reduce's end (stores issued), after that", r_out - exchanged_last)]
     return spans
 
 

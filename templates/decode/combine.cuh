@@ -101,6 +101,10 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
   auto row_of = [&](int k) {
     return k < 2 * kWarp ? shfl_long(k >= kWarp ? held_row[1] : held_row[0], k % kWarp) : partial_row(k);
   };
+  // kStampPhases: this warp's time once its sums (both ends of a lane's) are computed.
+  auto stamp_after_sums = [&](int phase) {
+    if (kStampPhases && lane == 0) trace_phase_now_last_after(phase, acc[0][0] + acc[S::kPerLane - 1][S::kVec - 1]);
+  };
   auto accumulate = [&](const float (&w)[S::kUnroll], const Vec (&v)[S::kUnroll][S::kPerLane]) {
 #pragma unroll
     for (int u = 0; u < S::kUnroll; ++u) {
@@ -203,9 +207,7 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
       }
       accumulate(w, v);
     }
-    if (kStampPhases && lane == 0) {
-      trace_phase_now_last_after(kPhaseMergeSummedLast, acc[0][0] + acc[S::kPerLane - 1][S::kVec - 1]);
-    }
+    stamp_after_sums(kPhaseMergeSummedLast);
   }
   if (ways > 1) {  // uniform over the CTA
     Vec* handed = way_s[(warp / ways) * (ways - 1) + way - 1];
@@ -233,9 +235,7 @@ MLJ_DEVICE void merge_partials(const float* partial_out, const float* partial_ls
     }
   }
   if (!active || way > 0) return;
-  if (kStampPhases && lane == 0) {
-    trace_phase_now_last_after(kPhaseMergeExchangedLast, acc[0][0] + acc[S::kPerLane - 1][S::kVec - 1]);
-  }
+  stamp_after_sums(kPhaseMergeExchangedLast);
   typename OutType::storage* o = static_cast<typename OutType::storage*>(out) + out_row * kVDim;
 #pragma unroll
   for (int i = 0; i < S::kPerLane; ++i) {

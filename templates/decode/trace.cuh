@@ -52,6 +52,13 @@ MLJ_DEVICE unsigned long long trace_global_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
+// The same, read once `v` is computed (the timer read takes it as an operand, so it cannot run
+// before the instructions, and the loads, that produce it).
+MLJ_DEVICE unsigned long long trace_global_ns_after(float v) {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t) : "f"(v));
+  return t;
+}
 
 __device__ unsigned long long mlj_trace_phase_ns[kTracePhases];
 // First: the CTA's first thread; last: each warp's first lane, for warps that end on their own.
@@ -60,12 +67,9 @@ MLJ_DEVICE void trace_phase_first(int phase) {
 }
 // The calling thread's time, if it is the latest so far.
 MLJ_DEVICE void trace_phase_now_last(int phase) { atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns()); }
-// The same once `v` is computed (the timer read takes it as an operand, so it cannot run before
-// the instructions, and the loads, that produce it).
+// The same once `v` is computed.
 MLJ_DEVICE void trace_phase_now_last_after(int phase, float v) {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t) : "f"(v));
-  atomicMax(&mlj_trace_phase_ns[phase], t);
+  atomicMax(&mlj_trace_phase_ns[phase], trace_global_ns_after(v));
 }
 MLJ_DEVICE void trace_phase_last(int phase) {
   if (threadIdx.x % MLJ_WARP_SIZE == 0) trace_phase_now_last(phase);
