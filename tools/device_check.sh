@@ -141,7 +141,7 @@ done
 
 for shape in ${DC_NCU_KERNELS:-}; do
   timeout 120 ncu --clock-control none --metrics gpu__time_duration.sum --print-summary per-kernel -k regex:mla_decode \
-    build-device/mlajit bench --shape "$shape" --runs 3 --warmup 0 --no-roofline --persistent all --out-dir /tmp \
+    build-device/mlajit bench --shape "$shape" --runs 3 --warmup 0 --no-roofline --persistent all --persistent-metadata each --out-dir /tmp \
     >"$logs/ncu_kernels_$shape.txt" 2>&1
   say "ncu per kernel, $shape (standalone, caches flushed by ncu; us: min max average):"
   grep -vE "==PROF==|^bench" "$logs/ncu_kernels_$shape.txt" | grep -E "mla_decode|gpu__time" | tee -a "$summary"
@@ -155,7 +155,7 @@ for shape in ${DC_TRACE:-}; do
   # timeline, with the metadata / stage 1 / reduce boundaries.
   # Two prints either way (2 timed calls on the persistent path, whose next call prints), so
   # trace_summary can tell whether the same SMs are slow in both.
-  if [[ $shape == *p ]]; then paths=(--shape "${shape%p}" --splits 1 --persistent "${shape%p}" --runs 2)
+  if [[ $shape == *p ]]; then paths=(--shape "${shape%p}" --splits 1 --persistent "${shape%p}" --persistent-metadata each --runs 2)
   else paths=(--shape "$shape" --splits 2 --persistent none --runs 1); fi
   # shellcheck disable=SC2086  # DC_TRACE_ARGS is a list of flags
   MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench "${paths[@]}" \
@@ -170,7 +170,7 @@ for shape in ${DC_PHASES:-}; do
   # timeline; about one call in four prints the previous call's), medians over the prints, and
   # the bench's own time of that build (compare with the untraced row of the suite).
   MLAJIT_COMPILE_OPTIONS="-DMLJ_TRACE_PHASES=1 ${MLAJIT_COMPILE_OPTIONS:-}" timeout 120 build-device/mlajit bench \
-    --shape "$shape" --persistent "$shape" --runs 40 --no-roofline --out-dir /tmp 2>&1 |
+    --shape "$shape" --persistent "$shape" --persistent-metadata each --runs 40 --no-roofline --out-dir /tmp 2>&1 |
     grep -E "mlj-trace|^${shape}p " >"$logs/phases_$shape.txt"
   say "phases ${shape}p (-DMLJ_TRACE_PHASES=1):"
   grep -E "^${shape}p " "$logs/phases_$shape.txt" | tee -a "$summary"

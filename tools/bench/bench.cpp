@@ -51,6 +51,12 @@ CLI::App* add_bench_command(CLI::App& app, BenchOptions& o) {
                   "ids also timed on the persistent path, as extra rows <id>p (default: S3 S5; 'none' for none, "
                   "'all' for every shape)")
       ->capture_default_str();
+  cmd->add_option("--persistent-metadata", o.persistent_metadata,
+                  "persistent rows: 'each' = the metadata fill inside every timed call (row <id>p), 'step' = filled "
+                  "once before timing, as the layers of a decode step share one fill (row <id>ps; the fill's own "
+                  "median goes beside it as metadata_fill_us), 'both'")
+      ->check(CLI::IsMember({"each", "step", "both"}))
+      ->capture_default_str();
   cmd->add_option("--out-dir", o.out_dir, "where the JSON results go (<card>-<date>.json)")->capture_default_str();
   cmd->add_flag("--json", o.json, "print the JSON results instead of the table");
   return cmd;
@@ -101,15 +107,23 @@ int run_bench(const BenchOptions& o) {
     const bool persistent_too = wants(shape.id) || wants("all");
 
     // One row per path: "grid" (stage 1 on request x row group x split, + combine) and, where
-    // asked, "persistent" (metadata fill + persistent stage 1 + reduce, all timed).
-    for (const bool persistent : {false, true}) {
-      if (persistent && !persistent_too) continue;
+    // asked, "persistent": metadata fill + persistent stage 1 + reduce, all timed (row <id>p), and /
+    // or stage 1 + reduce on a fill made once before timing (row <id>ps: a decode step fills once
+    // for all its layers; the fill's own median is reported beside it).
+    enum class Path { grid, persistent_each, persistent_step };
+    std::vector<Path> paths = {Path::grid};
+    if (persistent_too && o.persistent_metadata != "step") paths.push_back(Path::persistent_each);
+    if (persistent_too && o.persistent_metadata != "each") paths.push_back(Path::persistent_step);
+    for (const Path path : paths) {
+      const bool persistent = path != Path::grid;
+      const bool fill_each_call = path == Path::persistent_each;
       std::function<void()> call;
       DecodeArgs args = d.args;
       tools::PersistentBuffers buffers;
       TileConfig chosen;
       Spec kernel_spec;
       int num_splits = 0, workers = 0;
+      double fill_ms = -1;  // the metadata fill alone (persistent_step)
       if (persistent) {
         const PersistentPlan plan = engine.plan_persistent(args, tile);
         buffers = tools::allocate_persistent(engine, plan);
@@ -118,10 +132,18 @@ int run_bench(const BenchOptions& o) {
         chosen = plan.tile;
         kernel_spec = plan.spec;
         workers = plan.shape.workers;
-        call = [&] {
-          engine.persistent_metadata_fill(args, buffers.metadata, tile);
-          engine.persistent_decode(args, buffers.metadata, tile);
-        };
+        if (fill_each_call) {
+          call = [&] {
+            engine.persistent_metadata_fill(args, buffers.metadata, tile);
+            engine.persistent_decode(args, buffers.metadata, tile);
+          };
+        } else {
+          const auto fill = [&] { engine.persistent_metadata_fill(args, buffers.metadata, tile); };
+          fill();  // compiles the metadata kernel; the fill's time is measured below on its own
+          device.synchronize();
+          fill_ms = timer.median_ms(fill, 1, o.runs);
+          call = [&] { engine.persistent_decode(args, buffers.metadata, tile); };
+        }
       } else {
         ensure_workspace(engine, d, tile);
         args = d.args;
@@ -166,8 +188,9 @@ int run_bench(const BenchOptions& o) {
       const double tflop_s = flops / (ms * 1e-3) / 1e12;
       const double roof_us = o.roofline ? std::max(bytes / (roof.read_gb_s * 1e9), flops / (roof.bf16_tflop_s * 1e12)) * 1e6 : 0;
       const runtime::JitResult& jit = engine.load_decode(kernel_spec, chosen).jit;
-      const std::string id = persistent ? shape.id + "p" : shape.id;
+      const std::string id = shape.id + (path == Path::grid ? "" : fill_each_call ? "p" : "ps");
       nlohmann::json r{{"id", id}, {"shape", shape.id}, {"path", persistent ? "persistent" : "grid"},
+                       {"metadata", !persistent ? "none" : fill_each_call ? "each call" : "once a step"},
                        {"card", info.name}, {"arch", info.target.arch}, {"date", today()},
                        {"batch", shape.batch}, {"s_q", shape.s_q}, {"heads", shape.heads}, {"page_size", shape.page_size},
                        {"kv_dtype", dtype_name(shape.kv_dtype)}, {"mean_context", tokens / shape.batch},
@@ -180,9 +203,11 @@ int run_bench(const BenchOptions& o) {
                        {"num_splits", num_splits}, {"workers", workers}, {"kernel", jit.key.entry_name()},
                        {"first_call_ms", first_call_ms}, {"compile_ms", jit.code.compile_ms},
                        {"hot_dispatch_us", dispatch_us}, {"l2_flush", flush_name(o.flush)}, {"runs", o.runs}};
+      if (fill_ms >= 0) r["metadata_fill_us"] = fill_ms * 1e3;
       results.push_back(r);
-      std::fprintf(stderr, "bench: %s %.1f us (%.0f%% of roofline), err %.3g\n", id.c_str(), ms * 1e3,
-                   r["pct_roofline"].get<double>(), cmp.max_abs_error);
+      std::fprintf(stderr, "bench: %s %.1f us (%.0f%% of roofline), err %.3g%s\n", id.c_str(), ms * 1e3,
+                   r["pct_roofline"].get<double>(), cmp.max_abs_error,
+                   fill_ms >= 0 ? fmt::format(" (metadata fill alone {:.1f} us, not in the time)", fill_ms * 1e3).c_str() : "");
     }
   }
 

@@ -32,6 +32,11 @@ struct BenchOptions {
   // Shapes also timed on the persistent path (metadata kernel + persistent stage 1 + reduce, one
   // extra row "<id>p" each): the load-balance and split-K shapes of the issue by default.
   std::vector<std::string> persistent_shapes = {"S3", "S5"};
+  // How the persistent rows time the metadata fill: "each" (every timed call fills, row <id>p),
+  // "step" (filled once before timing, as a decode step's layers share one fill and FlashMLA's
+  // anchors reuse their scheduler metadata: row <id>ps, with the fill's own median beside it), or
+  // "both".
+  std::string persistent_metadata = "both";
 };
 
 // Registers the `bench` subcommand; returns it so main can test whether it ran.
