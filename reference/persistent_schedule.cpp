@@ -87,6 +87,20 @@ PersistentSchedule persistent_schedule(const ScheduleShape& shape, const std::ve
   out.work_indptr.assign(shape.workers + 1, 0);  // counts per worker, then their prefix sums
   for (const auto& item : out.items) ++out.work_indptr[item[5] + 1];
   for (int k = 0; k < shape.workers; ++k) out.work_indptr[k + 1] += out.work_indptr[k];
+  out.worker_heads.assign(shape.workers, {});
+  for (int k = 0; k < shape.workers; ++k) {
+    auto& head = out.worker_heads[k];
+    head[0] = out.work_indptr[k];
+    head[1] = out.work_indptr[k + 1];
+    if (head[0] == head[1]) continue;
+    const auto& first = out.items[head[0]];
+    const int b = first[0];
+    head[2] = qo_indptr[b];
+    head[3] = qo_indptr[b + 1] - qo_indptr[b];
+    head[4] = kv_indptr[b];
+    head[5] = request_kv_len(kv_indptr, kv_last_page_lens, shape.page_size, b);
+    std::copy(first.begin(), first.end(), head.begin() + 8);
+  }
   out.reduce_indptr.push_back(int(out.reduce_partial_map.size()));
   return out;
 }

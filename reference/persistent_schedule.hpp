@@ -15,6 +15,10 @@ struct PersistentSchedule {
   int total_cost = 0;
   std::vector<std::array<int, 8>> items;  // the kernel's work item fields (schedule.cuh)
   std::vector<int> work_indptr;           // [workers + 1]
+  // Each worker's head (kMljWorkerHeadInts ints, schedule.cuh): begin, end, and for a worker with
+  // items the span of its first item's request (q_begin, q_count, page_begin, kv_len), two unused
+  // ints (0) and that item. An empty worker's head has only begin and end set (the rest is 0 here).
+  std::vector<std::array<int, kMljWorkerHeadInts>> worker_heads;
   std::vector<int> reduce_indptr;         // [tiles + 1]
   std::vector<int> reduce_tiles;          // split tiles
   std::vector<int> reduce_partial_map;    // [reduce_indptr[tiles]]

@@ -17,8 +17,9 @@ namespace mlajit {
 // own, decode/schedule.cuh): work_meta_data = the header, work_info_set = the work items,
 // reduce_final_map = the split tiles. A buffer of 0 elements may be null.
 struct PersistentMetadata {
-  int* work_meta_data = nullptr;      // [4 + 2 tiles]: items, split tiles, partial slots, total cost,
-                                      // then each tile's finished pieces and reduce CTAs past them
+  int* work_meta_data = nullptr;      // [header_ints]: items, split tiles, partial slots, total cost,
+                                      // then each tile's finished pieces and reduce CTAs past them,
+                                      // then the worker heads (schedule.cuh)
   int* work_indptr = nullptr;         // [workers + 1]
   int* work_info_set = nullptr;       // [max_items][8]
   int* reduce_indptr = nullptr;       // [tiles + 1]
@@ -35,13 +36,15 @@ struct PersistentLayout {
   int max_items = 0;        // tiles + workers - 1
   int max_split_tiles = 0;  // min(tiles, workers - 1)
   int max_partials = 0;     // min(2 * (workers - 1), max_items)
+  std::size_t header_ints = 0;  // work_meta_data: 4 + 2 tiles, padded to 4, + kMljWorkerHeadInts x workers
+  std::size_t worker_heads = 0;  // where the heads start inside work_meta_data
   std::size_t header = 0, work_indptr = 0, work_items = 0, reduce_indptr = 0, reduce_tiles = 0,
               reduce_partial_map = 0, total_ints = 0;
 
   constexpr std::size_t bytes() const { return total_ints * sizeof(int); }
   // int32 elements of each buffer, in PersistentMetadata order.
   constexpr std::array<std::size_t, 6> elements() const {
-    return {4 + 2 * std::size_t(tiles), std::size_t(workers) + 1, std::size_t(max_items) * 8, std::size_t(tiles) + 1,
+    return {header_ints, std::size_t(workers) + 1, std::size_t(max_items) * 8, std::size_t(tiles) + 1,
             std::size_t(max_split_tiles), std::size_t(max_partials)};
   }
   // fp32 partial rows the persistent kernel needs: max_partials * rows_per_item (x v_dim, + LSE).
@@ -59,9 +62,11 @@ constexpr PersistentLayout persistent_layout(int batch, int heads, int s_q, int 
   l.max_items = l.tiles + workers - 1;
   l.max_split_tiles = l.tiles < workers - 1 ? l.tiles : workers - 1;
   l.max_partials = 2 * (workers - 1) < l.max_items ? 2 * (workers - 1) : l.max_items;
+  l.worker_heads = persistent_align4(4 + 2 * std::size_t(l.tiles));
+  l.header_ints = l.worker_heads + std::size_t(kMljWorkerHeadInts) * workers;
   std::size_t at = 0;
   l.header = at;
-  at = persistent_align4(at + 4 + 2 * std::size_t(l.tiles));
+  at = persistent_align4(at + l.header_ints);
   l.work_indptr = at;
   at = persistent_align4(at + std::size_t(workers) + 1);
   l.work_items = at;
@@ -106,6 +111,7 @@ inline MljScheduleParams schedule_params(const ScheduleShape& s, const int* qo_i
   p.kv_indptr = kv_indptr;
   p.kv_last_page_lens = kv_last_page_lens;
   p.header = m.work_meta_data;
+  p.worker_heads = m.work_meta_data != nullptr ? m.work_meta_data + persistent_layout(s).worker_heads : nullptr;
   p.work_indptr = m.work_indptr;
   p.work_items = m.work_info_set;
   p.reduce_indptr = m.reduce_indptr;
@@ -126,7 +132,9 @@ inline MljScheduleParams schedule_params(const ScheduleShape& s, const int* qo_i
 constexpr MljPersistentLayout persistent_kernel_layout(const ScheduleShape& s, const PersistentMetadata& m) {
   const PersistentLayout l = persistent_layout(s);
   int* const counts = m.work_meta_data != nullptr ? m.work_meta_data + 4 : nullptr;  // after the header's 4
-  return MljPersistentLayout{m.work_meta_data, m.work_indptr,      m.work_info_set,
+  return MljPersistentLayout{m.work_meta_data,
+                             m.work_meta_data != nullptr ? m.work_meta_data + l.worker_heads : nullptr,
+                             m.work_indptr,      m.work_info_set,
                              m.reduce_indptr,  m.reduce_final_map, m.reduce_partial_map,
                              l.groups,         s.rows_per_item,    counts,
                              counts != nullptr ? counts + l.tiles : nullptr};

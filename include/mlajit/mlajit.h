@@ -117,9 +117,11 @@ mlajit_status mlajit_decode(mlajit_context* context, const mlajit_decode_args* a
 /* The six int32 metadata buffers, each allocated by the caller with the element counts of
  * mlajit_persistent_sizes (AITER's names and order; the contents are mlajit's own). */
 typedef struct mlajit_persistent_metadata {
-  int32_t* work_meta_data;     /* [4 + 2 tiles]: items, split tiles, partial slots, total cost, then
-                                  per tile the reduce's wait counters (back at 0 after each decode:
-                                  one fill serves any number of decodes, e.g. one per layer) */
+  int32_t* work_meta_data;     /* [4 + 2 tiles, padded to 4, + 16 workers]: items, split tiles,
+                                  partial slots, total cost, then per tile the reduce's wait counters
+                                  (back at 0 after each decode: one fill serves any number of
+                                  decodes, e.g. one per layer), then each worker's head (its list's
+                                  bounds and first item, so a CTA starts from one read) */
   int32_t* work_indptr;        /* [workers + 1]: CTA w walks items work_indptr[w] .. [w + 1] */
   int32_t* work_info_set;      /* [max_items, 8]: request, row group, kv begin/end, slot, ... */
   int32_t* reduce_indptr;      /* [tiles + 1]: partial slots of each (request, row group) tile */

@@ -456,7 +456,7 @@ def get_mla_metadata_info_v1(batch_size, max_seqlen_qo, num_head_qo, q_dtype, kv
     All six are int32 (AITER's work_meta_data is 2 x uint64; mlajit's holds 4 counts, then two
     counters a (request, row group) tile that let the reduce start on each tile as soon as its
     pieces are written; they are back at 0 after every decode, so one fill serves every layer of
-    a step). fast_mode,
+    a step; then 16 ints a worker: its list's bounds and first item). fast_mode,
     num_kv_splits and max_split_per_batch only size AITER's own scheduler and are accepted and
     unused; page_size (an mlajit extension, default 1) should match the decode's when the kernel
     choice depends on it. is_sparse=True (top-k sparse decode) and intra_batch_mode=True are not

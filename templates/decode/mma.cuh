@@ -121,16 +121,15 @@ MLJ_DEVICE void decode_mma_work(const MljDecodeParams& p, const DecodeWork& work
   const int tid = threadIdx.x;
   const int lane = tid % 32;
   const int warp = tid / 32;
-  const int batch_index = work.request;
   const int row0 = work.row0;
 
-  const int q_begin = p.qo_indptr[batch_index];
-  const int q_count = p.qo_indptr[batch_index + 1] - q_begin;
+  const int q_begin = work.span.q_begin;
+  const int q_count = work.span.q_count;
   const int rows_in_request = q_count * kHeads;
   if (row0 >= rows_in_request) return;
 
-  const int page_begin = p.kv_indptr[batch_index];
-  const int kv_len = request_kv_len<kPageSize>(p, batch_index);
+  const int page_begin = work.span.page_begin;
+  const int kv_len = work.span.kv_len;
   const int kv_lo = work.kv_begin;
   const int kv_hi = work.kv_end;
   const int last_token = min_int(q_count - 1, (row0 + L::kRows - 1) / kHeads);
@@ -452,7 +451,7 @@ MLJ_DEVICE void decode_stage1_mma(const MljDecodeParams& p) {
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_mma(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   using L = MmaDecodeLayout<Cfg>;
-  persistent_walk<L::kRows>(p, layout, [&](const DecodeWork& work) { decode_mma_work<Cfg>(p, work); });
+  persistent_walk<Cfg, L::kRows>(p, layout, [&](const DecodeWork& work) { decode_mma_work<Cfg>(p, work); });
 }
 
 }  // namespace mlj

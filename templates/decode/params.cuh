@@ -45,14 +45,20 @@ struct MljCombineParams {
 // Dynamic shared memory of the metadata kernel, in ints a thread (decode/schedule.cuh: the scans'
 // scratch, then its five per-segment arrays).
 constexpr int kMljScheduleSharedIntsPerThread = 5;
+// Ints of a worker's head (decode/schedule.cuh): its list's bounds, the request span of its first
+// item and that item, so that a persistent CTA starts from one record instead of three dependent
+// reads (work_indptr, then the item, then the request's indptrs).
+constexpr int kMljWorkerHeadInts = 16;
 
 struct MljScheduleParams {
   const int* qo_indptr;          // [batch + 1]
   const int* kv_indptr;          // [batch + 1] pages (or tokens when page_size == 1)
   const int* kv_last_page_lens;  // [batch]
-  int* header;                   // [4 + 2 tiles]: items, split tiles, partial slots, total cost, then
-                                 // each tile's finished pieces and its reduce CTAs past their wait
-                                 // (zeroed here; stage 1 and the reduce count, the reduce re-zeroes)
+  int* header;                   // [4 + 2 tiles, padded to 4, + 16 workers]: items, split tiles, partial
+                                 // slots, total cost, then each tile's finished pieces and its reduce
+                                 // CTAs past their wait (zeroed here; stage 1 and the reduce count, the
+                                 // reduce re-zeroes), then the worker heads
+  int* worker_heads;             // [workers][kMljWorkerHeadInts], inside header (schedule.cuh)
   int* work_indptr;              // [workers + 1]: worker w walks items work_indptr[w] .. [w+1]
   int* work_items;               // [max_items][8]: MljWorkItem fields, in worker order
   int* reduce_indptr;            // [tiles + 1]: partial slots of tile t (empty when unsplit)
@@ -72,7 +78,8 @@ struct MljScheduleParams {
 // (MljScheduleParams' buffers, read-only here). In persistent mode MljDecodeParams' partial_out /
 // partial_lse point at [max_partials * rows_per_item] rows (x v_dim) / rows of the workspace.
 struct MljPersistentLayout {
-  const int* header;              // [4 + 2 tiles]: items, split tiles, partial slots, total cost, ...
+  const int* header;              // [4 + 2 tiles, padded to 4, + 16 workers]: items, split tiles, ...
+  const int* worker_heads;        // [workers][kMljWorkerHeadInts], inside header
   const int* work_indptr;         // [workers + 1]
   const int* work_items;          // [max_items][8]
   const int* reduce_indptr;       // [tiles + 1]

@@ -43,16 +43,15 @@ MLJ_DEVICE void decode_portable_work(const MljDecodeParams& p, const DecodeWork&
   const int tid = threadIdx.x;
   const int lane = tid % MLJ_WARP_SIZE;
   const int warp = tid / MLJ_WARP_SIZE;
-  const int batch_index = work.request;
   const int row0 = work.row0;
 
-  const int q_begin = p.qo_indptr[batch_index];
-  const int q_count = p.qo_indptr[batch_index + 1] - q_begin;
+  const int q_begin = work.span.q_begin;
+  const int q_count = work.span.q_count;
   const int rows_in_request = q_count * kHeads;
   if (row0 >= rows_in_request) return;  // rows past this request's query tokens: nothing to do
 
-  const int page_begin = p.kv_indptr[batch_index];
-  const int kv_len = request_kv_len<kPageSize>(p, batch_index);
+  const int page_begin = work.span.page_begin;
+  const int kv_len = work.span.kv_len;
 
   const int kv_lo = work.kv_begin;
   const int kv_hi = work.kv_end;
@@ -240,7 +239,7 @@ MLJ_DEVICE void decode_stage1_portable(const MljDecodeParams& p) {
 // of decode/schedule.cuh (rows_per_item == Cfg::kHeadsPerCta) through persistent_walk.
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_portable(const MljDecodeParams& p, const MljPersistentLayout& layout) {
-  persistent_walk<Cfg::kHeadsPerCta>(p, layout, [&](const DecodeWork& work) { decode_portable_work<Cfg>(p, work); });
+  persistent_walk<Cfg, Cfg::kHeadsPerCta>(p, layout, [&](const DecodeWork& work) { decode_portable_work<Cfg>(p, work); });
 }
 
 }  // namespace mlj

@@ -24,6 +24,13 @@
 // [4] partial slot or -1 when the item is the whole tile, [5] worker, [6] tile id, [7] piece index
 // within the tile (KV order).
 //
+// Worker head (kMljWorkerHeadInts = 16 int32, in the header after the tiles' counts): [0] the
+// worker's first item, [1] one past its last (work_indptr[w], work_indptr[w+1]); when the list is not
+// empty, [2] q_begin, [3] q_count (qo_indptr[b], qo_indptr[b+1] - qo_indptr[b]), [4] page_begin
+// (kv_indptr[b]) and [5] kv_len (tokens) of its first item's request b, [6..7] unused, [8..15] that
+// item. A persistent CTA reads its head alone to start: its first KV pages' addresses are one read
+// further (kv_indices), as on the grid path, instead of three (work_indptr, the item, the indptrs).
+//
 // Consumer (next step, not here): the persistent kernel launches `workers` CTAs; CTA w loops over
 // items work_indptr[w] .. work_indptr[w+1] and runs the existing tile code on rows g*R .. of
 // request b (same row mapping as portable.cuh) over keys [kv_begin, kv_end) with the causal limit
@@ -64,6 +71,24 @@ enum : int {
   kItemPiece = 7,
   kItemInts = 8,
 };
+
+enum : int {
+  kHeadBegin = 0,
+  kHeadEnd = 1,
+  kHeadQBegin = 2,
+  kHeadQCount = 3,
+  kHeadPageBegin = 4,
+  kHeadKvLen = 5,
+  kHeadItem = 8,
+};
+static_assert(int(kHeadItem) + int(kItemInts) <= kMljWorkerHeadInts, "a worker head holds its first item");
+
+// work_indptr[x] = item, and the heads' copies of it: worker x's first item, worker x - 1's end.
+MLJ_DEVICE void schedule_set_work_start(const MljScheduleParams& p, int x, int item) {
+  p.work_indptr[x] = item;
+  if (x < p.workers) p.worker_heads[x * kMljWorkerHeadInts + kHeadBegin] = item;
+  if (x > 0) p.worker_heads[(x - 1) * kMljWorkerHeadInts + kHeadEnd] = item;
+}
 
 struct ScheduleTile {
   bool valid;  // the row group has query rows
@@ -310,19 +335,34 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
           const int w = first + j;
           const int lo_block = max_int(pos, shares.start(w)) - pos;
           const int hi_block = min_int(pos + tile.blocks, shares.start(w + 1)) - pos;
+          const int b = t / groups;
+          int fields[kItemInts];
+          fields[kItemRequest] = b;
+          fields[kItemRowGroup] = t - b * groups;
+          fields[kItemKvBegin] = min_int(lo_block * p.kv_block, tile.kv_len);
+          fields[kItemKvEnd] = min_int(hi_block * p.kv_block, tile.kv_len);
+          fields[kItemPartial] = pieces > 1 ? slot + j : -1;
+          fields[kItemWorker] = w;
+          fields[kItemTile] = t;
+          fields[kItemPiece] = j;
           int* it = p.work_items + (item + j) * kItemInts;
-          it[kItemRequest] = t / groups;
-          it[kItemRowGroup] = t - (t / groups) * groups;
-          it[kItemKvBegin] = min_int(lo_block * p.kv_block, tile.kv_len);
-          it[kItemKvEnd] = min_int(hi_block * p.kv_block, tile.kv_len);
-          it[kItemPartial] = pieces > 1 ? slot + j : -1;
-          it[kItemWorker] = w;
-          it[kItemTile] = t;
-          it[kItemPiece] = j;
+#pragma unroll
+          for (int f = 0; f < kItemInts; ++f) it[f] = fields[f];
           if (pieces > 1) p.reduce_partial_map[slot + j] = slot + j;
           // work_indptr[x] = the first item whose worker is >= x: this one for the workers after
-          // the previous item's, up to its own.
-          for (int x = (j > 0 ? w - 1 : previous_worker) + 1; x <= w; ++x) p.work_indptr[x] = item + j;
+          // the previous item's, up to its own, whose head gets the item and its request's span.
+          const int after = j > 0 ? w - 1 : previous_worker;
+          for (int x = after + 1; x <= w; ++x) schedule_set_work_start(p, x, item + j);
+          if (after < w) {
+            int* head = p.worker_heads + w * kMljWorkerHeadInts;
+            const int q_begin = p.qo_indptr[b];
+            head[kHeadQBegin] = q_begin;
+            head[kHeadQCount] = p.qo_indptr[b + 1] - q_begin;
+            head[kHeadPageBegin] = p.kv_indptr[b];
+            head[kHeadKvLen] = tile.kv_len;
+#pragma unroll
+            for (int f = 0; f < kItemInts; ++f) head[kHeadItem + f] = fields[f];
+          }
           i = item + j + 1;
         }
         previous_worker = first + pieces - 1;
@@ -334,13 +374,13 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     trace_metadata_mark(7);
     // The workers after the last item's (all of them without items) start at the list's end.
     if (i1 == total_items) {
-      for (int x = previous_worker + 1; x <= workers; ++x) p.work_indptr[x] = total_items;
+      for (int x = previous_worker + 1; x <= workers; ++x) schedule_set_work_start(p, x, total_items);
     }
   }
   trace_metadata_mark(8);
   if (tid == kThreads - 1) {
     if (total_items == 0) {
-      for (int x = 0; x <= workers; ++x) p.work_indptr[x] = 0;
+      for (int x = 0; x <= workers; ++x) schedule_set_work_start(p, x, 0);
     }
     p.reduce_indptr[tiles] = total[1];
     p.header[0] = total_items;

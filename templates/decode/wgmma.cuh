@@ -130,12 +130,12 @@ struct WgmmaItem {
 
   MLJ_DEVICE WgmmaItem(const MljDecodeParams& p, const DecodeWork& work) {
     constexpr int kRows = Cfg::kHeadsPerCta;
-    q_begin = p.qo_indptr[work.request];
-    q_count = p.qo_indptr[work.request + 1] - q_begin;
+    q_begin = work.span.q_begin;
+    q_count = work.span.q_count;
     rows_in_request = q_count * Cfg::kHeads;
     skip = work.row0 >= rows_in_request;
-    page_begin = p.kv_indptr[work.request];
-    kv_len = request_kv_len<Cfg::kPageSize>(p, work.request);
+    page_begin = work.span.page_begin;
+    kv_len = work.span.kv_len;
     kv_lo = work.kv_begin;
     kv_hi = work.kv_end;
     const int last_token = min_int(q_count - 1, (work.row0 + kRows - 1) / Cfg::kHeads);
@@ -1074,10 +1074,8 @@ MLJ_DEVICE void decode_stage1_wgmma(const MljDecodeParams& p) {
 template <class Cfg>
 MLJ_DEVICE void decode_persistent_wgmma(const MljDecodeParams& p, const MljPersistentLayout& layout) {
   using L = WgmmaDecodeLayout<Cfg>;
-  const int begin = layout.work_indptr[blockIdx.x];
-  const int end = layout.work_indptr[blockIdx.x + 1];
-  decode_wgmma_items<Cfg>(p, end - begin, [&](int i) { return persistent_item<L::kRows>(p, layout, begin + i); },
-                          PersistentPieceCount<L::kRows>{layout});
+  const PersistentList<Cfg, L::kRows> list(p, layout, blockIdx.x);
+  decode_wgmma_items<Cfg>(p, list.count, [&](int i) { return list.item(i); }, PersistentPieceCount<L::kRows>{layout});
 }
 
 }  // namespace mlj

@@ -16,7 +16,17 @@ namespace mlj {
 // of row `row` goes to partial_out row partial_base + row (x v_dim) and its natural-log LSE to
 // partial_lse[partial_base + row]. zero_keyless: this CTA writes the zeros of the request's
 // keyless query tokens to k_pe_out (fused RoPE; exactly one CTA per row group may do so).
+// Where request b's query rows and KV pages lie (mla-semantics §1.1): what every family reads of the
+// indptrs. On the persistent path a worker's first item brings its own (its head, schedule.cuh).
+struct RequestSpan {
+  int q_begin;     // qo_indptr[b]
+  int q_count;     // qo_indptr[b + 1] - qo_indptr[b]
+  int page_begin;  // kv_indptr[b]
+  int kv_len;      // tokens of its KV cache
+};
+
 struct DecodeWork {
+  RequestSpan span;  // of `request`
   int request;
   int row0;
   int kv_begin;
@@ -34,6 +44,16 @@ MLJ_DEVICE int request_kv_len(const MljDecodeParams& p, int b) {
   return num_pages > 0 ? (num_pages - 1) * kPageSize + p.kv_last_page_lens[b] : 0;
 }
 
+template <int kPageSize>
+MLJ_DEVICE RequestSpan request_span(const MljDecodeParams& p, int b) {
+  RequestSpan span;
+  span.q_begin = p.qo_indptr[b];
+  span.q_count = p.qo_indptr[b + 1] - span.q_begin;
+  span.page_begin = p.kv_indptr[b];
+  span.kv_len = request_kv_len<kPageSize>(p, b);
+  return span;
+}
+
 // Grid form: x = group of kRows query rows, y = request, z = KV split. Each split covers whole
 // tiles of kTile tokens so that splits never share a tile. Returns false when the CTA's rows lie
 // past its request's query tokens (nothing to do).
@@ -42,9 +62,10 @@ MLJ_DEVICE bool grid_work(const MljDecodeParams& p, DecodeWork& work) {
   const int request = blockIdx.y;
   const int split = blockIdx.z;
   const int row0 = blockIdx.x * kRows;
-  const int q_begin = p.qo_indptr[request];
-  if (row0 >= (p.qo_indptr[request + 1] - q_begin) * Cfg::kHeads) return false;
-  const int kv_len = request_kv_len<Cfg::kPageSize>(p, request);
+  work.span = request_span<Cfg::kPageSize>(p, request);
+  const int q_begin = work.span.q_begin;
+  if (row0 >= work.span.q_count * Cfg::kHeads) return false;
+  const int kv_len = work.span.kv_len;
   const int chunk = ceil_div(ceil_div(kv_len, p.num_splits), kTile) * kTile;
   work.request = request;
   work.row0 = row0;
@@ -65,12 +86,9 @@ MLJ_DEVICE bool grid_work(const MljDecodeParams& p, DecodeWork& work) {
 // writes its normalised fp32 partial and natural-log LSE to rows slot * kRows + r of
 // p.partial_out / p.partial_lse ([max_partials * rows_per_item] rows, persistent_layout), merged
 // by decode_persistent_reduce (decode/combine.cuh). p.num_splits is not read.
-// persistent_item is item i of that list; persistent_walk runs a worker's items through a
-// block-wide `body` (a warp-specialised family walks the items itself, per role: wgmma.cuh) and
-// counts each split piece in layout.pieces_done once it is written (PersistentPieceCount).
+// An item's fields as the work of its rows (all but the request's span).
 template <int kRows>
-MLJ_DEVICE DecodeWork persistent_item(const MljDecodeParams& p, const MljPersistentLayout& layout, int i) {
-  const int* item = layout.work_items + (long long)i * kItemInts;
+MLJ_DEVICE DecodeWork persistent_work(const MljDecodeParams& p, const int* item) {
   DecodeWork work;
   work.request = item[kItemRequest];
   work.row0 = item[kItemRowGroup] * kRows;
@@ -83,6 +101,37 @@ MLJ_DEVICE DecodeWork persistent_item(const MljDecodeParams& p, const MljPersist
   work.partial_base = (long long)slot * kRows - work.row0;  // row row0 + r -> slot row r
   return work;
 }
+
+// PersistentList is CTA w's list, from its head (schedule.cuh): its item count and item i, the first
+// from the head itself (with its request's span), the others from work_items (and the indptrs);
+// persistent_walk runs a worker's items through a block-wide `body` (a warp-specialised family
+// walks the items itself, per role: wgmma.cuh) and counts each split piece in layout.pieces_done
+// once it is written (PersistentPieceCount).
+template <class Cfg, int kRows>
+struct PersistentList {
+  const MljDecodeParams& p;
+  const MljPersistentLayout& layout;
+  const int* head;
+  int begin;
+  int count;
+
+  MLJ_DEVICE PersistentList(const MljDecodeParams& params, const MljPersistentLayout& l, int worker)
+      : p(params), layout(l), head(l.worker_heads + worker * kMljWorkerHeadInts) {
+    begin = head[kHeadBegin];
+    count = head[kHeadEnd] - begin;
+  }
+
+  MLJ_DEVICE DecodeWork item(int i) const {
+    const int* fields = i == 0 ? head + kHeadItem : layout.work_items + (long long)(begin + i) * kItemInts;
+    DecodeWork work = persistent_work<kRows>(p, fields);
+    if (i == 0) {
+      work.span = RequestSpan{head[kHeadQBegin], head[kHeadQCount], head[kHeadPageBegin], head[kHeadKvLen]};
+    } else {
+      work.span = request_span<Cfg::kPageSize>(p, work.request);
+    }
+    return work;
+  }
+};
 
 // What a stage-1 CTA does once a split piece is written (its partial rows and LSEs, by every
 // writer thread, each after mlj_fence_device, then a barrier): nothing on the grid path (its
@@ -102,14 +151,12 @@ struct PersistentPieceCount {
   }
 };
 
-template <int kRows, class Body>
+template <class Cfg, int kRows, class Body>
 MLJ_DEVICE void persistent_walk(const MljDecodeParams& p, const MljPersistentLayout& layout, Body body) {
-  const int worker = blockIdx.x;
-  const int begin = layout.work_indptr[worker];
-  const int end = layout.work_indptr[worker + 1];
-  for (int i = begin; i < end; ++i) {
-    if (i > begin) mlj_barrier();  // the previous item's readers of shared memory are done
-    const DecodeWork work = persistent_item<kRows>(p, layout, i);
+  const PersistentList<Cfg, kRows> list(p, layout, blockIdx.x);
+  for (int i = 0; i < list.count; ++i) {
+    if (i > 0) mlj_barrier();  // the previous item's readers of shared memory are done
+    const DecodeWork work = list.item(i);
     body(work);
     if (work.partial_out != nullptr) {
       mlj_fence_device();

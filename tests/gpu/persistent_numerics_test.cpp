@@ -280,7 +280,9 @@ TEST(PersistentCApi, SizesFillAndDecodeMatchTheReference) {
   ASSERT_EQ(mlajit_persistent_sizes_query(ctx.context, &a, &sizes), MLAJIT_OK) << mlajit_last_error();
   EXPECT_EQ(sizes.workers, engine->plan_persistent(d.args).shape.workers);
   EXPECT_EQ(sizes.rows_per_item, 16);
-  EXPECT_EQ(sizes.elements[0], 4 + 2 * engine->plan_persistent(d.args).layout.tiles);  // the header, then 2 counts a tile
+  const PersistentLayout layout = engine->plan_persistent(d.args).layout;
+  // The header, 2 counts a tile, then a head a worker (16-byte aligned).
+  EXPECT_EQ(sizes.elements[0], (4 + 2 * layout.tiles + 3) / 4 * 4 + 16 * sizes.workers);
   EXPECT_EQ(sizes.elements[1], sizes.workers + 1);
   CMetadata m(device, sizes);
   runtime::DeviceBuffer workspace(device, std::max<std::size_t>(sizes.workspace_bytes, 16));

@@ -99,7 +99,9 @@ TEST(PersistentPlan, WorkersRowsAndWorkspaceFollowTheTile) {
   ASSERT_EQ(mma.tile.family, KernelFamily::mma);
   EXPECT_EQ(mma.shape.rows_per_item, 16);
   EXPECT_EQ(mma.shape.workers, k_sms * decode_ctas_per_sm(mma.spec, mma.tile, k_sm90));
-  EXPECT_EQ(mma.layout.elements()[0], std::size_t(4 + 2 * mma.layout.tiles));  // the header, then 2 counts a tile
+  // The header, 2 counts a tile, then a head a worker (16-byte aligned).
+  EXPECT_EQ(mma.layout.worker_heads, (std::size_t(4 + 2 * mma.layout.tiles) + 3) / 4 * 4);
+  EXPECT_EQ(mma.layout.elements()[0], mma.layout.worker_heads + std::size_t(16) * mma.shape.workers);
   EXPECT_EQ(mma.layout.elements()[1], std::size_t(mma.shape.workers) + 1);
   EXPECT_EQ(mma.layout.elements()[2], std::size_t(mma.layout.tiles + mma.shape.workers - 1) * 8);
   EXPECT_EQ(mma.layout.elements()[3], std::size_t(64 + 1));  // one row group per request

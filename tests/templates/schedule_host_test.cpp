@@ -85,6 +85,17 @@ void expect_matches_reference(const ScheduleShape& shape, const Batch& b, const 
     for (int f = 0; f < mlj::kItemInts; ++f) ASSERT_EQ(run.item(i)[f], ref.items[i][f]) << "item " << i << " field " << f;
   }
   for (int w = 0; w <= shape.workers; ++w) ASSERT_EQ(run.at(l.work_indptr)[w], ref.work_indptr[w]) << "worker " << w;
+  // Worker heads: bounds always; the span and first item where the list is not empty (the kernel
+  // leaves the rest of an empty worker's head as it was, here 0x7f7f7f7f).
+  for (int w = 0; w < shape.workers; ++w) {
+    const int* head = run.at(l.header + l.worker_heads) + std::size_t(w) * kMljWorkerHeadInts;
+    const auto& want = ref.worker_heads[w];
+    const bool empty = want[mlj::kHeadBegin] == want[mlj::kHeadEnd];
+    for (int f = 0; f < kMljWorkerHeadInts; ++f) {
+      if (f == 6 || f == 7 || (empty && f >= 2)) continue;  // unused; an empty list's span and item
+      ASSERT_EQ(head[f], want[f]) << "worker " << w << " head field " << f;
+    }
+  }
   for (int t = 0; t <= l.tiles; ++t) ASSERT_EQ(run.at(l.reduce_indptr)[t], ref.reduce_indptr[t]) << "tile " << t;
   for (int i = 0; i < run.split_tiles(); ++i) ASSERT_EQ(run.at(l.reduce_tiles)[i], ref.reduce_tiles[i]);
   for (int i = 0; i < run.partials(); ++i) ASSERT_EQ(run.at(l.reduce_partial_map)[i], ref.reduce_partial_map[i]);
