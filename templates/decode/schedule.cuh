@@ -329,13 +329,18 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       const int len = t % per_thread == 0 ? seg_len[t / per_thread] : 0;  // a segment's first tile
       const ScheduleTile tile = t % per_thread == 0 ? schedule_tile(p, len >= 0, max_int(len, 0)) : schedule_tile(p, groups, t);
       if (tile.valid) {
+        // The request's span, for the heads of the workers this tile starts: read before the
+        // shares' arithmetic, so that its latency hides behind it.
+        const int b = t / groups;
+        const int q_begin = p.qo_indptr[b];
+        const int q_end = p.qo_indptr[b + 1];
+        const int page_begin = p.kv_indptr[b];
         const int pieces = shares.pieces(pos, tile.blocks);
         const int first = shares.owner(pos);
         for (int j = i - item; j < pieces && item + j < i1; ++j) {
           const int w = first + j;
           const int lo_block = max_int(pos, shares.start(w)) - pos;
           const int hi_block = min_int(pos + tile.blocks, shares.start(w + 1)) - pos;
-          const int b = t / groups;
           int fields[kItemInts];
           fields[kItemRequest] = b;
           fields[kItemRowGroup] = t - b * groups;
@@ -355,10 +360,9 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
           for (int x = after + 1; x <= w; ++x) schedule_set_work_start(p, x, item + j);
           if (after < w) {
             int* head = p.worker_heads + w * kMljWorkerHeadInts;
-            const int q_begin = p.qo_indptr[b];
             head[kHeadQBegin] = q_begin;
-            head[kHeadQCount] = p.qo_indptr[b + 1] - q_begin;
-            head[kHeadPageBegin] = p.kv_indptr[b];
+            head[kHeadQCount] = q_end - q_begin;
+            head[kHeadPageBegin] = page_begin;
             head[kHeadKvLen] = tile.kv_len;
 #pragma unroll
             for (int f = 0; f < kItemInts; ++f) head[kHeadItem + f] = fields[f];
