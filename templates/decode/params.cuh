@@ -43,8 +43,8 @@ struct MljCombineParams {
 // one buffer) whose sizes mlajit::persistent_layout (runtime/persistent_layout.hpp) computes from
 // (batch, heads, s_q, rows_per_item, workers) only, never from device data.
 // Dynamic shared memory of the metadata kernel, in ints a thread (decode/schedule.cuh: the scans'
-// scratch, then its five per-segment arrays).
-constexpr int kMljScheduleSharedIntsPerThread = 5;
+// scratch, then its eight per-segment arrays).
+constexpr int kMljScheduleSharedIntsPerThread = 8;
 // Ints of a worker's head (decode/schedule.cuh): its list's bounds, the request span of its first
 // item and that item, so that a persistent CTA starts from one record instead of three dependent
 // reads (work_indptr, then the item, then the request's indptrs).

@@ -90,29 +90,39 @@ MLJ_DEVICE void schedule_set_work_start(const MljScheduleParams& p, int x, int i
   if (x > 0) p.worker_heads[(x - 1) * kMljWorkerHeadInts + kHeadEnd] = item;
 }
 
+// The request span a worker head keeps (RequestSpan of decode/work.cuh, minus the KV length).
+struct ScheduleSpan {
+  int q_begin;     // qo_indptr[b]
+  int q_end;       // qo_indptr[b + 1]
+  int page_begin;  // kv_indptr[b]
+};
+
 struct ScheduleTile {
   bool valid;  // the row group has query rows
   int kv_len;  // tokens
   int blocks;  // ceil(kv_len / kv_block)
   int cost;    // blocks + overhead when valid, else 0
+  ScheduleSpan span;  // of its request
 };
 
-MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, bool valid, int kv_len) {
+MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, bool valid, int kv_len, ScheduleSpan span) {
   ScheduleTile tile;
   tile.valid = valid;
   tile.kv_len = kv_len;
   tile.blocks = ceil_div(kv_len, p.kv_block);
   tile.cost = valid ? tile.blocks + p.overhead : 0;
+  tile.span = span;
   return tile;
 }
 
 MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, int groups, int t) {
   const int b = t / groups;
   const int g = t - b * groups;
-  const int q_count = min_int(max_int(p.qo_indptr[b + 1] - p.qo_indptr[b], 0), p.s_q);
-  const int pages = p.kv_indptr[b + 1] - p.kv_indptr[b];
+  const ScheduleSpan span{p.qo_indptr[b], p.qo_indptr[b + 1], p.kv_indptr[b]};
+  const int q_count = min_int(max_int(span.q_end - span.q_begin, 0), p.s_q);
+  const int pages = p.kv_indptr[b + 1] - span.page_begin;
   return schedule_tile(p, g * p.rows_per_item < q_count * p.heads,
-                       pages > 0 ? (pages - 1) * p.page_size + p.kv_last_page_lens[b] : 0);
+                       pages > 0 ? (pages - 1) * p.page_size + p.kv_last_page_lens[b] : 0, span);
 }
 
 // A thread's tiles (its segment): the first read once, in pass 1, and kept (in registers, and in
@@ -224,7 +234,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int t0 = min_int(tiles, tid * per_thread);
   const int t1 = min_int(tiles, t0 + per_thread);
 
-  ScheduleSegment segment{t0, ScheduleTile{false, 0, 0, 0}};
+  ScheduleSegment segment{t0, ScheduleTile{false, 0, 0, 0, ScheduleSpan{0, 0, 0}}};
   if (t0 < t1) segment.first = schedule_tile(p, groups, t0);
 
   // Pass 1: cost line, and the valid tiles' count and largest cost (all equal when the line is
@@ -299,12 +309,18 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   int* seg_slot = s + 2 * kThreads;
   int* seg_worker = s + 3 * kThreads;  // the worker of the item before the segment's first
   int* seg_len = s + 4 * kThreads;     // the KV tokens of its first tile, -1 when not valid
-  static_assert(kMljScheduleSharedIntsPerThread >= 5, "five per-segment arrays in shared memory");
+  int* seg_q_begin = s + 5 * kThreads;  // and that tile's request span
+  int* seg_q_end = s + 6 * kThreads;
+  int* seg_page = s + 7 * kThreads;
+  static_assert(kMljScheduleSharedIntsPerThread >= 8, "eight per-segment arrays in shared memory");
   seg_item[tid] = v[0];
   seg_pos[tid] = cost_base;
   seg_slot[tid] = v[1];
   seg_worker[tid] = v[3];
   seg_len[tid] = segment.first.valid ? segment.first.kv_len : -1;
+  seg_q_begin[tid] = segment.first.span.q_begin;
+  seg_q_end[tid] = segment.first.span.q_end;
+  seg_page[tid] = segment.first.span.page_begin;
   mlj_barrier();
   trace_metadata_mark(5);
   const int share = ceil_div(total_items, kThreads);
@@ -326,15 +342,13 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
     int item = seg_item[seg], slot = seg_slot[seg], previous_worker = seg_worker[seg];
     pos = seg_pos[seg];
     for (int i = i0; i < i1; ++t) {  // the tiles run on across segments: theirs are contiguous
-      const int len = t % per_thread == 0 ? seg_len[t / per_thread] : 0;  // a segment's first tile
-      const ScheduleTile tile = t % per_thread == 0 ? schedule_tile(p, len >= 0, max_int(len, 0)) : schedule_tile(p, groups, t);
+      const int k = t / per_thread;  // a segment's first tile comes from shared memory
+      const ScheduleTile tile =
+          t % per_thread == 0
+              ? schedule_tile(p, seg_len[k] >= 0, max_int(seg_len[k], 0), ScheduleSpan{seg_q_begin[k], seg_q_end[k], seg_page[k]})
+              : schedule_tile(p, groups, t);
       if (tile.valid) {
-        // The request's span, for the heads of the workers this tile starts: read before the
-        // shares' arithmetic, so that its latency hides behind it.
         const int b = t / groups;
-        const int q_begin = p.qo_indptr[b];
-        const int q_end = p.qo_indptr[b + 1];
-        const int page_begin = p.kv_indptr[b];
         const int pieces = shares.pieces(pos, tile.blocks);
         const int first = shares.owner(pos);
         for (int j = i - item; j < pieces && item + j < i1; ++j) {
@@ -360,9 +374,9 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
           for (int x = after + 1; x <= w; ++x) schedule_set_work_start(p, x, item + j);
           if (after < w) {
             int* head = p.worker_heads + w * kMljWorkerHeadInts;
-            head[kHeadQBegin] = q_begin;
-            head[kHeadQCount] = q_end - q_begin;
-            head[kHeadPageBegin] = page_begin;
+            head[kHeadQBegin] = tile.span.q_begin;
+            head[kHeadQCount] = tile.span.q_end - tile.span.q_begin;
+            head[kHeadPageBegin] = tile.span.page_begin;
             head[kHeadKvLen] = tile.kv_len;
 #pragma unroll
             for (int f = 0; f < kItemInts; ++f) head[kHeadItem + f] = fields[f];
