@@ -33,10 +33,11 @@ struct BenchOptions {
   // extra row "<id>p" each): the load-balance and split-K shapes of the issue by default.
   std::vector<std::string> persistent_shapes = {"S3", "S5"};
   // How the persistent rows time the metadata fill: "each" (every timed call fills, row <id>p),
-  // "step" (filled once before timing, as a decode step's layers share one fill and FlashMLA's
-  // anchors reuse their scheduler metadata: row <id>ps, with the fill's own median beside it), or
-  // "both".
+  // "step" (one fill a decode step, shared by its step_layers layers, as FlashMLA's anchors reuse
+  // their scheduler metadata: row <id>ps = the decode on a fill made before + the fill's own
+  // median / step_layers), or "both".
   std::string persistent_metadata = "both";
+  int step_layers = 61;  // DeepSeek-V3/R1's attention layers
 };
 
 // Registers the `bench` subcommand; returns it so main can test whether it ran.
