@@ -1067,7 +1067,13 @@ MLJ_DEVICE void decode_stage1_wgmma(const MljDecodeParams& p) {
   using L = WgmmaDecodeLayout<Cfg>;
   DecodeWork work;
   if (!grid_work<Cfg, L::kRows, L::kTile>(p, work)) return;
-  decode_wgmma_items<Cfg>(p, 1, [&](int) { return work; }, NoPieceCount{});
+  // Each role reads the request's span again where it starts its item (L1 hits), so the span is
+  // not live across the roles' register budgets (kept, it spills 4 B at 24 rows with fp8).
+  decode_wgmma_items<Cfg>(p, 1, [&](int) {
+    DecodeWork item = work;
+    item.span = request_span<Cfg::kPageSize>(p, work.request);
+    return item;
+  }, NoPieceCount{});
 }
 
 // Persistent decode: the worker's items of decode/schedule.cuh (rows_per_item == heads_per_cta).
