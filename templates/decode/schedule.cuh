@@ -90,26 +90,27 @@ MLJ_DEVICE void schedule_set_work_start(const MljScheduleParams& p, int x, int i
   if (x > 0) p.worker_heads[(x - 1) * kMljWorkerHeadInts + kHeadEnd] = item;
 }
 
-// The request span a worker head keeps (RequestSpan of decode/work.cuh, minus the KV length).
-struct ScheduleSpan {
+// Where request b's query rows and KV pages lie (mla-semantics §1.1): what every stage-1 family
+// reads of the indptrs (decode/work.cuh's DecodeWork), and what a worker head keeps of its first
+// item's request.
+struct RequestSpan {
   int q_begin;     // qo_indptr[b]
-  int q_end;       // qo_indptr[b + 1]
+  int q_count;     // qo_indptr[b + 1] - qo_indptr[b]
   int page_begin;  // kv_indptr[b]
+  int kv_len;      // tokens of its KV cache
 };
 
 struct ScheduleTile {
-  bool valid;  // the row group has query rows
-  int kv_len;  // tokens
-  int blocks;  // ceil(kv_len / kv_block)
-  int cost;    // blocks + overhead when valid, else 0
-  ScheduleSpan span;  // of its request
+  bool valid;        // the row group has query rows
+  int blocks;        // ceil(span.kv_len / kv_block)
+  int cost;          // blocks + overhead when valid, else 0
+  RequestSpan span;  // of its request
 };
 
-MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, bool valid, int kv_len, ScheduleSpan span) {
+MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, bool valid, RequestSpan span) {
   ScheduleTile tile;
   tile.valid = valid;
-  tile.kv_len = kv_len;
-  tile.blocks = ceil_div(kv_len, p.kv_block);
+  tile.blocks = ceil_div(span.kv_len, p.kv_block);
   tile.cost = valid ? tile.blocks + p.overhead : 0;
   tile.span = span;
   return tile;
@@ -118,11 +119,13 @@ MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, bool valid, in
 MLJ_DEVICE ScheduleTile schedule_tile(const MljScheduleParams& p, int groups, int t) {
   const int b = t / groups;
   const int g = t - b * groups;
-  const ScheduleSpan span{p.qo_indptr[b], p.qo_indptr[b + 1], p.kv_indptr[b]};
-  const int q_count = min_int(max_int(span.q_end - span.q_begin, 0), p.s_q);
+  RequestSpan span;
+  span.q_begin = p.qo_indptr[b];
+  span.q_count = p.qo_indptr[b + 1] - span.q_begin;
+  span.page_begin = p.kv_indptr[b];
   const int pages = p.kv_indptr[b + 1] - span.page_begin;
-  return schedule_tile(p, g * p.rows_per_item < q_count * p.heads,
-                       pages > 0 ? (pages - 1) * p.page_size + p.kv_last_page_lens[b] : 0, span);
+  span.kv_len = pages > 0 ? (pages - 1) * p.page_size + p.kv_last_page_lens[b] : 0;
+  return schedule_tile(p, g * p.rows_per_item < min_int(max_int(span.q_count, 0), p.s_q) * p.heads, span);
 }
 
 // A thread's tiles (its segment): the first read once, in pass 1, and kept (in registers, and in
@@ -234,7 +237,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   const int t0 = min_int(tiles, tid * per_thread);
   const int t1 = min_int(tiles, t0 + per_thread);
 
-  ScheduleSegment segment{t0, ScheduleTile{false, 0, 0, 0, ScheduleSpan{0, 0, 0}}};
+  ScheduleSegment segment{t0, ScheduleTile{false, 0, 0, RequestSpan{0, 0, 0, 0}}};
   if (t0 < t1) segment.first = schedule_tile(p, groups, t0);
 
   // Pass 1: cost line, and the valid tiles' count and largest cost (all equal when the line is
@@ -309,17 +312,17 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
   int* seg_slot = s + 2 * kThreads;
   int* seg_worker = s + 3 * kThreads;  // the worker of the item before the segment's first
   int* seg_len = s + 4 * kThreads;     // the KV tokens of its first tile, -1 when not valid
-  int* seg_q_begin = s + 5 * kThreads;  // and that tile's request span
-  int* seg_q_end = s + 6 * kThreads;
+  int* seg_q_begin = s + 5 * kThreads;  // and the rest of that tile's request span
+  int* seg_q_count = s + 6 * kThreads;
   int* seg_page = s + 7 * kThreads;
   static_assert(kMljScheduleSharedIntsPerThread >= 8, "eight per-segment arrays in shared memory");
   seg_item[tid] = v[0];
   seg_pos[tid] = cost_base;
   seg_slot[tid] = v[1];
   seg_worker[tid] = v[3];
-  seg_len[tid] = segment.first.valid ? segment.first.kv_len : -1;
+  seg_len[tid] = segment.first.valid ? segment.first.span.kv_len : -1;
   seg_q_begin[tid] = segment.first.span.q_begin;
-  seg_q_end[tid] = segment.first.span.q_end;
+  seg_q_count[tid] = segment.first.span.q_count;
   seg_page[tid] = segment.first.span.page_begin;
   mlj_barrier();
   trace_metadata_mark(5);
@@ -345,7 +348,7 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
       const int k = t / per_thread;  // a segment's first tile comes from shared memory
       const ScheduleTile tile =
           t % per_thread == 0
-              ? schedule_tile(p, seg_len[k] >= 0, max_int(seg_len[k], 0), ScheduleSpan{seg_q_begin[k], seg_q_end[k], seg_page[k]})
+              ? schedule_tile(p, seg_len[k] >= 0, RequestSpan{seg_q_begin[k], seg_q_count[k], seg_page[k], max_int(seg_len[k], 0)})
               : schedule_tile(p, groups, t);
       if (tile.valid) {
         const int b = t / groups;
@@ -358,8 +361,8 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
           int fields[kItemInts];
           fields[kItemRequest] = b;
           fields[kItemRowGroup] = t - b * groups;
-          fields[kItemKvBegin] = min_int(lo_block * p.kv_block, tile.kv_len);
-          fields[kItemKvEnd] = min_int(hi_block * p.kv_block, tile.kv_len);
+          fields[kItemKvBegin] = min_int(lo_block * p.kv_block, tile.span.kv_len);
+          fields[kItemKvEnd] = min_int(hi_block * p.kv_block, tile.span.kv_len);
           fields[kItemPartial] = pieces > 1 ? slot + j : -1;
           fields[kItemWorker] = w;
           fields[kItemTile] = t;
@@ -375,9 +378,9 @@ MLJ_DEVICE void persistent_schedule(const MljScheduleParams& p) {
           if (after < w) {
             int* head = p.worker_heads + w * kMljWorkerHeadInts;
             head[kHeadQBegin] = tile.span.q_begin;
-            head[kHeadQCount] = tile.span.q_end - tile.span.q_begin;
+            head[kHeadQCount] = tile.span.q_count;
             head[kHeadPageBegin] = tile.span.page_begin;
-            head[kHeadKvLen] = tile.kv_len;
+            head[kHeadKvLen] = tile.span.kv_len;
 #pragma unroll
             for (int f = 0; f < kItemInts; ++f) head[kHeadItem + f] = fields[f];
           }

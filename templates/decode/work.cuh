@@ -16,15 +16,8 @@ namespace mlj {
 // of row `row` goes to partial_out row partial_base + row (x v_dim) and its natural-log LSE to
 // partial_lse[partial_base + row]. zero_keyless: this CTA writes the zeros of the request's
 // keyless query tokens to k_pe_out (fused RoPE; exactly one CTA per row group may do so).
-// Where request b's query rows and KV pages lie (mla-semantics §1.1): what every family reads of the
-// indptrs. On the persistent path a worker's first item brings its own (its head, schedule.cuh).
-struct RequestSpan {
-  int q_begin;     // qo_indptr[b]
-  int q_count;     // qo_indptr[b + 1] - qo_indptr[b]
-  int page_begin;  // kv_indptr[b]
-  int kv_len;      // tokens of its KV cache
-};
-
+// span: the request's (schedule.cuh's RequestSpan); on the persistent path a worker's first item
+// brings its own (its head).
 struct DecodeWork {
   RequestSpan span;  // of `request`
   int request;
